@@ -1,0 +1,114 @@
+"""Command lines of the four roles: flags and environment → Settings → run.
+
+Every option has an environment variable (shown in --help); honcho loads
+them from `.env`. Expected failures print one line and exit non-zero:
+2 for bad configuration, 3 for a service that cannot be reached.
+"""
+
+import logging
+import sys
+
+import click
+
+from common.config import Partition, Settings, check_redis_url, parse_database_url
+from common.errors import CampaignError
+
+SHARED_OPTIONS = [
+    click.option("--database-url", envvar="DATABASE_URL", required=True, show_envvar=True,
+                 help="mysql://user:password@host:3306/database"),
+    click.option("--redis-url", envvar="REDIS_URL", default="redis://127.0.0.1:6379/0", show_envvar=True,
+                 show_default=True, help="redis://host:port/db"),
+    click.option("--table", envvar="CAMPAIGN_TABLE", default="campaign_master_1", show_envvar=True,
+                 show_default=True, help="Campaign table: one row per message."),
+    click.option("--phone-column", envvar="PHONE_COLUMN", default="column1", show_envvar=True,
+                 show_default=True, help="Column holding the phone number."),
+    click.option("--status-column", envvar="STATUS_COLUMN", default="column3", show_envvar=True,
+                 show_default=True, help="Column holding 1 pending / 0 sent / 2 failed."),
+    click.option("--key-prefix", envvar="KEY_PREFIX", default="", show_envvar=True,
+                 help="Prefix for every Redis key; set it when two campaigns share one Redis."),
+    click.option("--interval", "poll_interval", envvar="POLL_INTERVAL", type=float, default=5.0,
+                 show_envvar=True, show_default=True, help="Seconds between polls when idle."),
+    click.option("--batch-size", envvar="BATCH_SIZE", type=int, default=500, show_envvar=True,
+                 show_default=True, help="Rows read or jobs claimed per round trip."),
+    click.option("--once", is_flag=True, envvar="ONCE", show_envvar=True,
+                 help="Run one cycle and exit (for cron); exit code 0 when it worked."),
+    click.option("--log-level", envvar="LOG_LEVEL", default="INFO", show_envvar=True, show_default=True,
+                 type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+]
+
+PRODUCER_OPTIONS = [
+    click.option("--max-queued", envvar="MAX_QUEUED", type=int, default=50_000, show_envvar=True,
+                 show_default=True, help="Stop queueing for this cycle once the partition holds this many jobs."),
+]
+
+CONSUMER_OPTIONS = [
+    click.option("--whatsapp-url", envvar="WHATSAPP_URL", default="http://localhost:8080/test_camp",
+                 show_envvar=True, show_default=True, help="Endpoint every message is POSTed to."),
+    click.option("--whatsapp-token", envvar="WHATSAPP_TOKEN", default=None, show_envvar=True,
+                 help="Bearer token for the endpoint (optional; never logged)."),
+    click.option("--template", envvar="WHATSAPP_TEMPLATE", default="hello_world", show_envvar=True,
+                 show_default=True, help="Message template name."),
+    click.option("--language", envvar="WHATSAPP_LANGUAGE", default="en_US", show_envvar=True,
+                 show_default=True, help="Template language code."),
+    click.option("--concurrency", envvar="CONCURRENCY", type=int, default=16, show_envvar=True,
+                 show_default=True, help="Sends in flight at once."),
+    click.option("--max-attempts", envvar="MAX_ATTEMPTS", type=int, default=5, show_envvar=True,
+                 show_default=True, help="Attempts before a row is marked failed (column3 = 2)."),
+    click.option("--lease-seconds", envvar="LEASE_SECONDS", type=float, default=60.0, show_envvar=True,
+                 show_default=True, help="How long a claimed job is ours before another consumer may take it."),
+    click.option("--timeout", "request_timeout", envvar="WHATSAPP_TIMEOUT", type=float, default=3.0,
+                 show_envvar=True, show_default=True, help="Seconds to wait for the endpoint per request."),
+    click.option("--retry-delay", envvar="RETRY_DELAY", type=float, default=5.0, show_envvar=True,
+                 show_default=True, help="First retry after this many seconds, doubling per attempt (with jitter)."),
+]
+
+PARTITION_OPTIONS = [
+    click.option("--partition", "index", envvar="PARTITION", type=int, required=True, show_envvar=True,
+                 help="This process takes rows with id % N == K: K."),
+    click.option("--of", "of", envvar="PARTITIONS", type=int, required=True, show_envvar=True,
+                 help="Number of partitions N."),
+]
+
+
+def configure_logging(level: str, role: str, partition: Partition) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)s {role}[{partition}] %(name)s: %(message)s",
+    )
+    # urllib3 logs every request at DEBUG, with its URL; one line per send is too many.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def build_settings(options: dict, partition: Partition) -> Settings:
+    options = dict(options)
+    database = parse_database_url(options.pop("database_url"))
+    check_redis_url(options["redis_url"])
+    options.pop("log_level")
+    return Settings(database=database, partition=partition, **options)
+
+
+def make_command(role: str, run, extra_options: list, index: int | None = None, of: int | None = None):
+    """A click command for `role` ("producer" or "consumer"). With `index` and
+    `of` given (the odd/even presets) the partition is fixed, not an option."""
+    preset = index is not None
+
+    def command(**options):
+        try:
+            partition = Partition(options.pop("index", index), options.pop("of", of))
+            configure_logging(options["log_level"], role, partition)
+            run(build_settings(options, partition))
+        except CampaignError as exc:
+            click.echo(f"{role}: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    doc = {
+        "producer": "Queue the pending rows of one partition of the campaign table into Redis.",
+        "consumer": "Send the queued jobs of one partition to the WhatsApp endpoint and record the outcome.",
+    }[role]
+    if preset:
+        doc += f" This preset handles partition {index} of {of} (ids with id % {of} == {index})."
+    command.__doc__ = doc
+    for option in reversed(SHARED_OPTIONS + extra_options + ([] if preset else PARTITION_OPTIONS)):
+        command = option(command)
+    return click.command(name=role, context_settings={"max_content_width": 100})(command)

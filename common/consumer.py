@@ -1,0 +1,302 @@
+"""The consumer: claimed job → send → record, for one partition.
+
+Sends run in a thread pool and stream: a new send starts as soon as one ends,
+never waiting for the slowest of a batch. Bookkeeping is batched: one MySQL
+update and one Redis round trip for all the sends that ended since the last
+cycle.
+
+Order of the bookkeeping after a 2xx: MySQL first (the row is no longer
+pending), then Redis (the job key is deleted). The other order would let a
+producer re-queue a row that is already sent. When MySQL cannot be reached,
+the 2xx is written into the job in Redis instead, so whoever claims the job
+next records it without sending again.
+"""
+
+import dataclasses
+import logging
+import random
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from common.config import Settings
+from common.db import Attempt, CampaignTable, Failure
+from common.errors import ServiceUnavailable
+from common.jobs import Claim, Job, JobQueue, now_ms
+from common.leases import LeaseKeeper
+from common.phones import InvalidPhone, mask_phone, normalise_phone
+from common.sender import Message, Outcome, Sender, SendResult
+
+log = logging.getLogger(__name__)
+
+SENDER_DOWN_PAUSE = 30.0  # seconds without sends after the endpoint refused our credentials
+REPORT_EVERY = 10.0  # seconds between summary lines
+MAX_RETRY_DELAY = 600.0
+HISTORY_BACKLOG = 100_000  # history lines kept while MySQL is away; older ones are dropped
+ACCEPTED_EARLIER = "accepted earlier; recorded without sending again"
+
+
+def retry_delay(attempt: int, base: float, retry_after: float | None) -> float:
+    """Exponential backoff with jitter; a Retry-After from the endpoint is a floor."""
+    delay = min(base * 2 ** (attempt - 1), MAX_RETRY_DELAY) * random.uniform(0.5, 1.5)
+    return max(delay, retry_after or 0.0)
+
+
+@dataclasses.dataclass
+class Outcomes:
+    """Ended sends sorted by what the bookkeeping must do with them."""
+
+    sent: list[Job] = dataclasses.field(default_factory=list)
+    failed: list[Failure] = dataclasses.field(default_factory=list)
+    # (row id, due time in ms, new payload or None to keep it)
+    moves: list[tuple[int, int, Job | None]] = dataclasses.field(default_factory=list)
+    history: list[Attempt] = dataclasses.field(default_factory=list)
+
+
+class Consumer:
+    def __init__(self, settings: Settings, table: CampaignTable, queue: JobQueue, sender: Sender):
+        self.settings = settings
+        self.table = table
+        self.queue = queue
+        self.sender = sender
+        # Claim at most two rounds of sends ahead, so a claimed job waits for
+        # a free thread about one request time.
+        self.capacity = settings.concurrency * 2
+        self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="send")
+        self.leases = LeaseKeeper(queue, settings.lease_seconds)
+        self.in_flight: dict[Future, tuple[Claim, Job]] = {}
+        self.ended: list[tuple[Job, SendResult | None]] = []
+        self.remembered: set[int] = set()  # rows whose 2xx is already written into Redis
+        self.mysql_away = False  # while True, each 2xx goes into Redis as soon as it arrives
+        self.history: list[Attempt] = []
+        self.stopping = False
+        self.paused_until = 0.0
+        self.tally = Counter()
+        self.last_report = time.monotonic()
+
+    def initialize(self) -> None:
+        self.table.check(need_failure_table=True)
+        self.queue.depth()
+        self.sender.probe()
+        self.leases.start()
+
+    def loop(self) -> bool:
+        """One cycle: record what ended, claim and start sends, wait briefly for
+        sends to end. Returns True while there is work, so the driver calls
+        again at once instead of sleeping."""
+        self.collect(timeout=0)
+        self.record()
+        busy = bool(self.in_flight)
+        if self.may_claim():
+            busy = self.claim_and_start() > 0 or busy
+        self.collect(timeout=0.05 if self.in_flight else 0)
+        self.record()
+        self.report()
+        return busy
+
+    def may_claim(self) -> bool:
+        free = self.capacity - len(self.in_flight)
+        return (
+            not self.stopping
+            and not self.ended  # bookkeeping is stuck (MySQL or Redis down): send nothing new
+            and time.monotonic() >= self.paused_until
+            and free >= max(1, self.settings.concurrency // 2)
+        )
+
+    def claim_and_start(self) -> int:
+        """Claim due jobs, drop stale ones, start the rest. Returns how many were claimed."""
+        free = self.capacity - len(self.in_flight)
+        claims, foreign = self.queue.claim(min(free, self.settings.batch_size), self.settings.lease_seconds)
+        if foreign:
+            log.warning("removed %d queue entries that are not row ids: %s", len(foreign), foreign[:5])
+        if not claims:
+            return 0
+        try:
+            pending = self.table.pending_among([c.row_id for c in claims])
+        except ServiceUnavailable:
+            self.queue.reschedule([(c.row_id, c.lease_until_ms, now_ms(), None) for c in claims])
+            raise
+        stale = [c.row_id for c in claims if c.row_id not in pending]
+        if stale:
+            # A producer queued these from a read made before they were sent.
+            self.queue.finish(stale, "dropped")
+            log.info("dropped %d jobs whose rows are no longer pending", len(stale))
+        for claim in claims:
+            if claim.row_id in pending:
+                self.leases.hold(claim.row_id, claim.lease_until_ms)
+                self.start(claim, claim.job or self.rebuilt_job(claim, pending[claim.row_id].phone))
+        return len(claims)
+
+    def rebuilt_job(self, claim: Claim, phone: str | None) -> Job:
+        log.warning("job:%d held a value that is not a job; rebuilt it from the row", claim.row_id)
+        return Job(claim.row_id, phone)
+
+    def start(self, claim: Claim, job: Job) -> None:
+        if job.sent:
+            self.ended.append((job, SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)))
+            return
+        try:
+            phone = normalise_phone(job.phone)
+        except InvalidPhone as exc:
+            self.ended.append((job, SendResult(Outcome.FAILED, detail=str(exc))))
+            return
+        message = Message(job.row_id, phone, f"{self.settings.table}:{job.row_id}")
+        self.in_flight[self.pool.submit(self.send, job, message)] = (claim, job)
+
+    def send(self, job: Job, message: Message) -> SendResult | None:
+        """Runs in a pool thread. None means not sent: the lease was lost or
+        nearly over (another consumer may be about to claim the job), or MySQL
+        is away (a 2xx could not be recorded, so better not to send yet)."""
+        if self.mysql_away or self.leases.remaining_ms(message.row_id) < self.settings.lease_seconds * 500:
+            return None
+        started = time.perf_counter()
+        result = self.sender.send(message)
+        if self.mysql_away and result.outcome is Outcome.SENT:
+            self.remember_at_once(job)
+        return dataclasses.replace(result, latency_ms=round((time.perf_counter() - started) * 1000))
+
+    def remember_at_once(self, job: Job) -> None:
+        """While MySQL is away, a 2xx must not wait for the next cycle to be
+        kept: this process could be killed before then."""
+        try:
+            self.queue.remember_sent([job])
+        except ServiceUnavailable as exc:
+            log.warning("could not keep the 2xx of row %d in Redis either: %s", job.row_id, exc)
+
+    def collect(self, timeout: float) -> None:
+        if not self.in_flight:
+            return
+        done, _ = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            _, job = self.in_flight.pop(future)
+            self.ended.append((job, future.result()))
+
+    def sort(self) -> Outcomes:
+        """Decide what each ended send means for its row: sent, failed, retried or handed back."""
+        out = Outcomes()
+        for job, result in self.ended:
+            attempt = job.attempts + 1
+            if result is None:
+                out.moves.append((job.row_id, now_ms(), None))
+                continue
+            if result.detail != ACCEPTED_EARLIER:
+                out.history.append(self.history_line(job, attempt, result))
+            if result.outcome is Outcome.SENDER_DOWN:
+                out.moves.append((job.row_id, now_ms(), None))
+                self.pause_sender(result)
+            elif result.outcome is Outcome.SENT:
+                out.sent.append(job)
+            elif result.outcome is Outcome.FAILED or attempt >= self.settings.max_attempts:
+                out.failed.append(Failure(job.row_id, attempt, result.detail or "failed", result.status))
+            else:
+                delay = retry_delay(attempt, self.settings.retry_delay, result.retry_after)
+                out.moves.append((job.row_id, now_ms() + int(delay * 1000), dataclasses.replace(job, attempts=attempt)))
+        return out
+
+    def history_line(self, job: Job, attempt: int, result: SendResult) -> Attempt:
+        if result.outcome is Outcome.SENT:
+            outcome = "sent"
+        elif result.outcome is Outcome.FAILED or (result.outcome is Outcome.RETRY and attempt >= self.settings.max_attempts):
+            outcome = "failed"
+        else:
+            outcome = "retry"
+        return Attempt(job.row_id, attempt, outcome, result.status, result.message_id,
+                       result.detail or None, result.latency_ms)
+
+    def record(self) -> None:
+        """Write the outcomes of ended sends: MySQL first, then Redis.
+
+        Every step is safe to repeat, so after a MySQL or Redis error the same
+        outcomes are written again on the next cycle.
+        """
+        if not self.ended:
+            return
+        out = self.sort()
+        try:
+            self.table.mark_sent([job.row_id for job in out.sent])
+            self.table.mark_failed(out.failed)
+        except ServiceUnavailable:
+            self.mysql_away = True
+            self.remember_sent(out.sent)
+            raise
+        self.mysql_away = False
+        with self.leases.lock:
+            # Moves are conditional on the lease Redis has; the lock keeps the
+            # lease keeper from renewing it between reading and moving.
+            held = self.leases.held
+            moves = [(row_id, held[row_id], due, job) for row_id, due, job in out.moves if row_id in held]
+            self.queue.finish([job.row_id for job in out.sent], "sent")
+            self.queue.finish([f.row_id for f in out.failed], "failed")
+            self.queue.reschedule(moves)
+            for job, _ in self.ended:
+                held.pop(job.row_id, None)
+        retried = sum(1 for _, _, job in out.moves if job is not None)
+        self.queue.count("retried", retried)
+        for failure in out.failed:
+            log.warning("row %d failed after %d attempts: %s", failure.row_id, failure.attempts, failure.reason)
+        self.tally.update(sent=len(out.sent), failed=len(out.failed), retried=retried)
+        self.remembered -= {job.row_id for job, _ in self.ended}
+        self.ended = []
+        self.history += out.history
+        self.write_history()
+
+    def remember_sent(self, sent: list[Job]) -> None:
+        """MySQL is away: keep each 2xx in its Redis job, so it survives this process."""
+        new = [job for job in sent if job.row_id not in self.remembered]
+        if new:
+            self.queue.remember_sent(new)
+            self.remembered.update(job.row_id for job in new)
+            log.warning("MySQL is away: %d sends accepted by the endpoint are kept in Redis until it is back",
+                        len(new))
+
+    def write_history(self) -> None:
+        """Best effort: the history must never hold up or lose a send."""
+        try:
+            self.table.record_attempts(self.history)
+        except ServiceUnavailable as exc:
+            if len(self.history) > HISTORY_BACKLOG:
+                log.warning("dropped %d history lines while MySQL is away (%s)",
+                            len(self.history) - HISTORY_BACKLOG, exc)
+                self.history = self.history[-HISTORY_BACKLOG:]
+            return
+        self.history = []
+
+    def pause_sender(self, result: SendResult) -> None:
+        if time.monotonic() >= self.paused_until:
+            log.error("the endpoint refused our credentials (%s); no sends for %.0f s, rows stay pending",
+                      result.detail, SENDER_DOWN_PAUSE)
+        self.paused_until = time.monotonic() + SENDER_DOWN_PAUSE
+
+    def report(self, force: bool = False) -> None:
+        """One summary line every REPORT_EVERY seconds, never one per send."""
+        elapsed = time.monotonic() - self.last_report
+        if not force and elapsed < REPORT_EVERY:
+            return
+        if self.tally:
+            log.info("sent %d, retrying %d, failed %d in %.0f s (%.0f msg/s), %d in flight",
+                     self.tally["sent"], self.tally["retried"], self.tally["failed"], elapsed,
+                     self.tally["sent"] / max(elapsed, 0.001), len(self.in_flight))
+        self.tally.clear()
+        self.last_report = time.monotonic()
+
+    def request_stop(self) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        """Finish in-flight sends and their bookkeeping; hand unstarted claims back."""
+        for future, (_, job) in list(self.in_flight.items()):
+            if future.cancel():
+                del self.in_flight[future]
+                self.ended.append((job, None))
+        deadline = time.monotonic() + self.settings.request_timeout + 1
+        while self.in_flight and time.monotonic() < deadline:
+            self.collect(timeout=0.1)
+        try:
+            self.record()
+        except ServiceUnavailable as exc:
+            log.warning("could not record %d outcomes before exit (%s); their leases will expire", len(self.ended), exc)
+        self.leases.stop()
+        self.report(force=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.sender.close()
+        self.table.close()

@@ -1,0 +1,194 @@
+"""The campaign table in MySQL: the source of truth for what is still to send.
+
+Rows are pending (status 1), sent (0) or failed (2). A failed row's reason is
+kept in `campaign_failures`, never in the user's table.
+"""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pymysql
+
+from common.config import MySQLTarget, identifier
+from common.errors import ConfigError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+PENDING, SENT, FAILED = 1, 0, 2
+FAILURE_TABLE = "campaign_failures"
+HISTORY_TABLE = "delivery_attempts"
+REASON_LENGTH = 255
+MESSAGE_ID_LENGTH = 128
+
+# MySQL error numbers that mean "fix your settings", not "try again later".
+ACCESS_DENIED = (1044, 1045, 1698)
+UNKNOWN_DATABASE = 1049
+UNKNOWN_TABLE = 1146
+UNKNOWN_COLUMN = 1054
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    phone: str | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    row_id: int
+    attempts: int
+    reason: str
+    http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One line of a row's delivery history."""
+
+    row_id: int
+    attempt: int
+    outcome: str  # sent, retry or failed
+    http_status: int | None
+    message_id: str | None
+    error: str | None
+    latency_ms: int | None
+
+
+def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
+    """Turn a driver error into ConfigError / ServiceUnavailable with one readable line."""
+    code = exc.args[0] if exc.args else None
+    if code in ACCESS_DENIED:
+        return ConfigError(f"MySQL refused the login for {target.describe()} (wrong user or password?)")
+    if code == UNKNOWN_DATABASE:
+        return ConfigError(f"MySQL database {target.database!r} does not exist")
+    if code in (UNKNOWN_TABLE, UNKNOWN_COLUMN):
+        return ConfigError(f"MySQL: {exc.args[1]} (load schema.sql, or check CAMPAIGN_TABLE and the column names)")
+    if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
+        return ServiceUnavailable(f"MySQL at {target.describe()} is unreachable: {exc.args[-1]}")
+    return exc
+
+
+class CampaignTable:
+    """Reads pending rows and records outcomes; one connection, used by one thread."""
+
+    def __init__(self, target: MySQLTarget, table: str, phone_column: str, status_column: str):
+        self.target = target
+        self.table = identifier(table, "table name")
+        self.phone = identifier(phone_column, "phone column")
+        self.status = identifier(status_column, "status column")
+        self._connection = None
+
+    def _execute(self, sql: str, args=None) -> list[tuple]:
+        try:
+            if self._connection is None:
+                self._connection = pymysql.connect(
+                    host=self.target.host,
+                    port=self.target.port,
+                    user=self.target.user,
+                    password=self.target.password,
+                    database=self.target.database,
+                    unix_socket=self.target.unix_socket,
+                    autocommit=True,
+                    connect_timeout=5,
+                    read_timeout=30,
+                    write_timeout=30,
+                )
+            with self._connection.cursor() as cursor:
+                cursor.execute(sql, args)
+                return cursor.fetchall()
+        except pymysql.MySQLError as exc:
+            if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
+                self.close()  # reconnect on the next call
+            raise translate_error(exc, self.target) from None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except pymysql.MySQLError:
+                pass  # the connection is already gone; nothing left to release
+            self._connection = None
+
+    def check(self, need_failure_table: bool = False) -> None:
+        """Fail at start-up, with one line, if the table or its columns (or, for
+        a consumer, the failure and history tables) are missing."""
+        self._execute(f"SELECT id, {self.phone}, {self.status} FROM {self.table} LIMIT 0")
+        if need_failure_table:
+            self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
+            self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
+
+    def pending_rows(self, index: int, of: int, page_size: int) -> Iterator[list[Row]]:
+        """Pending rows of one partition, in pages, by id (keyset pagination).
+
+        Never loads the table into memory, and each page is a range read on
+        the (status, id) index whatever the number of processed rows.
+        """
+        after = 0
+        while True:
+            page = [
+                Row(row_id, phone)
+                for row_id, phone in self._execute(
+                    f"SELECT id, {self.phone} FROM {self.table}"
+                    f" WHERE {self.status} = %s AND id > %s AND id %% %s = %s"
+                    f" ORDER BY id LIMIT %s",
+                    (PENDING, after, of, index, page_size),
+                )
+            ]
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = page[-1].id
+
+    def pending_among(self, ids: list[int]) -> dict[int, Row]:
+        """Which of these rows are still pending; a job for any other row is stale."""
+        if not ids:
+            return {}
+        marks = ", ".join(["%s"] * len(ids))
+        rows = self._execute(
+            f"SELECT id, {self.phone} FROM {self.table} WHERE {self.status} = %s AND id IN ({marks})",
+            (PENDING, *ids),
+        )
+        return {row_id: Row(row_id, phone) for row_id, phone in rows}
+
+    def mark_sent(self, ids: list[int]) -> None:
+        if ids:
+            marks = ", ".join(["%s"] * len(ids))
+            self._execute(f"UPDATE {self.table} SET {self.status} = %s WHERE id IN ({marks})", (SENT, *ids))
+
+    def mark_failed(self, failures: list[Failure]) -> None:
+        """Mark rows failed (never over a sent one) and record why."""
+        if not failures:
+            return
+        marks = ", ".join(["%s"] * len(failures))
+        self._execute(
+            f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({marks})",
+            (FAILED, PENDING, *(f.row_id for f in failures)),
+        )
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(failures))
+        args = []
+        for f in failures:
+            args += [self.table, f.row_id, f.attempts, f.http_status, f.reason[:REASON_LENGTH]]
+        self._execute(
+            f"INSERT INTO {FAILURE_TABLE} (campaign_table, row_id, attempts, http_status, reason)"
+            f" VALUES {values} ON DUPLICATE KEY UPDATE attempts = VALUES(attempts),"
+            f" http_status = VALUES(http_status), reason = VALUES(reason), failed_at = CURRENT_TIMESTAMP",
+            args,
+        )
+
+    def record_attempts(self, attempts: list[Attempt]) -> None:
+        """Append to the delivery history, all in one INSERT."""
+        if not attempts:
+            return
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
+        args = []
+        for a in attempts:
+            args += [self.table, a.row_id, a.attempt, a.outcome, a.http_status,
+                     a.message_id[:MESSAGE_ID_LENGTH] if a.message_id else None,
+                     a.error[:REASON_LENGTH] if a.error else None, a.latency_ms]
+        self._execute(
+            f"INSERT INTO {HISTORY_TABLE} (campaign_table, row_id, attempt, outcome, http_status,"
+            f" message_id, error, latency_ms) VALUES {values}",
+            args,
+        )

@@ -1,0 +1,252 @@
+"""The Redis side: queued jobs, their leases and the counters a status command reads.
+
+Keys (with the optional KEY_PREFIX in front):
+  job:<id>        the job's payload, set with SET NX so a row is queued once
+  due:<N>:<K>     sorted set of partition K of N: member = row id, score = the
+                  time (ms) the job may next be claimed
+  stats:<N>:<K>   hash of counters: sent, failed, retried, dropped
+
+Claiming a job moves its score to now + lease, so a job whose consumer died
+becomes due again by itself. Consumers only read their partition's sorted set,
+never scan keys, so other data in the same Redis costs nothing.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+
+from common.config import Partition
+from common.errors import ConfigError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+# SET NX keeps the first payload (and its attempt count); ZADD NX adds the job
+# to the due set without moving a job that is leased or waiting for a retry,
+# and re-adds one whose due entry was lost. Returns {newly queued, queue depth}.
+ENQUEUE = """
+local queued = 0
+for i = 3, #ARGV, 2 do
+  if redis.call('SET', ARGV[2] .. ARGV[i], ARGV[i + 1], 'NX') then
+    queued = queued + 1
+  end
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[i])
+end
+return {queued, redis.call('ZCARD', KEYS[1])}
+"""
+
+# Take up to ARGV[3] due jobs and lease them until ARGV[2]. A due entry whose
+# job key is gone was finished elsewhere and is dropped. A job key holding
+# something other than a string comes back as '' (malformed) instead of
+# aborting the script.
+CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local claimed = {}
+for _, id in ipairs(ids) do
+  local payload = redis.pcall('GET', ARGV[4] .. id)
+  if payload == false then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    if type(payload) == 'table' then payload = '' end
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = payload
+  end
+end
+return claimed
+"""
+
+# Reschedule jobs (ARGV[1] is the job key prefix, then id, lease, due,
+# payload for each job) only while this consumer still
+# holds the lease it was given: if the lease ran out and another consumer
+# claimed the job, its new lease must not be cut short. An empty payload
+# leaves the job's payload as it is.
+RESCHEDULE = """
+local moved = 0
+for i = 2, #ARGV, 4 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 2], ARGV[i])
+    if ARGV[i + 3] ~= '' then
+      redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 3], 'XX')
+    end
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+# Extend leases (ARGV[1] = new lease end, then id, current lease end pairs)
+# that are still ours; returns the ids extended.
+EXTEND = """
+local extended = {}
+for i = 2, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
+    extended[#extended + 1] = ARGV[i]
+  end
+end
+return extended
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the sender needs for one row, as carried in `job:<id>`."""
+
+    row_id: int
+    phone: str | None
+    attempts: int = 0
+    # The endpoint accepted it but MySQL could not be told yet: whoever claims
+    # the job next records it without sending again.
+    sent: bool = False
+
+    def encode(self) -> str:
+        value = {"phone": self.phone, "attempts": self.attempts}
+        if self.sent:
+            value["sent"] = True
+        return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this consumer may send until `lease_until_ms`; `job` is None when
+    the stored payload was malformed."""
+
+    row_id: int
+    lease_until_ms: int
+    job: Job | None
+
+
+def decode_job(row_id: int, raw: str) -> Job | None:
+    """The job stored under job:<row_id>, or None if it is not one of ours."""
+    try:
+        value = json.loads(raw)
+        phone, attempts, sent = value["phone"], int(value.get("attempts", 0)), value.get("sent", False)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if (phone is not None and not isinstance(phone, str)) or not isinstance(sent, bool):
+        return None
+    return Job(row_id, phone, max(attempts, 0), sent)
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for REDIS_URL; fails with one line if Redis does not answer."""
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise ConfigError(f"Redis refused the credentials in REDIS_URL: {exc}") from None
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
+    return client
+
+
+class JobQueue:
+    """One partition's queue. Every method is one round trip, whatever the batch size."""
+
+    def __init__(self, client: redis.Redis, partition: Partition, prefix: str = ""):
+        self.redis = client
+        self.partition = partition
+        self.job_prefix = f"{prefix}job:"
+        self.due_key = f"{prefix}due:{partition.of}:{partition.index}"
+        self.stats_key = f"{prefix}stats:{partition.of}:{partition.index}"
+        self._enqueue = client.register_script(ENQUEUE)
+        self._claim = client.register_script(CLAIM)
+        self._reschedule = client.register_script(RESCHEDULE)
+        self._extend = client.register_script(EXTEND)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"Redis is unreachable ({what}): {exc}") from None
+
+    def job_key(self, row_id: int) -> str:
+        return f"{self.job_prefix}{row_id}"
+
+    def enqueue(self, jobs: list[Job]) -> tuple[int, int]:
+        """Queue jobs not queued yet; returns (how many were new, queue depth)."""
+        if not jobs:
+            return 0, self.depth()
+        args = [now_ms(), self.job_prefix]
+        for job in jobs:
+            args += [job.row_id, job.encode()]
+        queued, depth = self._call("enqueue", self._enqueue, keys=[self.due_key], args=args)
+        return queued, depth
+
+    def depth(self) -> int:
+        """Jobs in the partition's queue: waiting, leased or backing off."""
+        return self._call("depth", self.redis.zcard, self.due_key)
+
+    def claim(self, limit: int, lease_seconds: float) -> tuple[list[Claim], list[str]]:
+        """Lease up to `limit` due jobs; also returns due entries that are not row ids."""
+        now = now_ms()
+        lease_until = now + int(lease_seconds * 1000)
+        flat = self._call(
+            "claim", self._claim, keys=[self.due_key], args=[now, lease_until, limit, self.job_prefix]
+        )
+        claims, foreign = [], []
+        for member, raw in zip(flat[::2], flat[1::2]):
+            if not member.isdigit():
+                foreign.append(member)
+                continue
+            row_id = int(member)
+            claims.append(Claim(row_id, lease_until, decode_job(row_id, raw)))
+        if foreign:
+            self._call("drop foreign entries", self.redis.zrem, self.due_key, *foreign)
+        return claims, foreign
+
+    def finish(self, row_ids: list[int], counter: str) -> None:
+        """Remove finished jobs (after MySQL has recorded the outcome) and count them."""
+        if not row_ids:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*(self.job_key(r) for r in row_ids))
+        pipe.zrem(self.due_key, *row_ids)
+        pipe.hincrby(self.stats_key, counter, len(row_ids))
+        self._call("finish", pipe.execute)
+
+    def reschedule(self, moves: list[tuple[int, int, int, Job | None]]) -> int:
+        """Move claimed jobs (row id, lease end, new due time in ms, new payload
+        or None) if their lease is still ours. Returns how many moved."""
+        if not moves:
+            return 0
+        args = [self.job_prefix]
+        for row_id, lease_ms, due_ms, job in moves:
+            args += [row_id, lease_ms, due_ms, job.encode() if job else ""]
+        return self._call(
+            "reschedule", self._reschedule, keys=[self.due_key], args=args
+        )
+
+    def extend(self, leases: dict[int, int], until_ms: int) -> set[int]:
+        """Extend leases {row id: current lease end} that are still ours to `until_ms`."""
+        if not leases:
+            return set()
+        args = [until_ms]
+        for row_id, lease_ms in leases.items():
+            args += [row_id, lease_ms]
+        return {int(i) for i in self._call("extend", self._extend, keys=[self.due_key], args=args)}
+
+    def remember_sent(self, jobs: list[Job]) -> None:
+        """Mark queued jobs as accepted by the endpoint, for when MySQL cannot be told."""
+        if jobs:
+            pipe = self.redis.pipeline(transaction=False)
+            for job in jobs:
+                pipe.set(self.job_key(job.row_id), Job(job.row_id, job.phone, job.attempts, sent=True).encode(), xx=True)
+            self._call("remember sent", pipe.execute)
+
+    def count(self, counter: str, amount: int) -> None:
+        if amount:
+            self._call("count", self.redis.hincrby, self.stats_key, counter, amount)
+
+    def stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._call("stats", self.redis.hgetall, self.stats_key).items()}

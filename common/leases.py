@@ -1,0 +1,75 @@
+"""Keeping the leases of claimed jobs alive while they wait for or are in a send.
+
+A lease is what stops a second consumer from claiming a job: it must not run
+out while the first one is still sending it, however slow the endpoint. A
+thread of its own renews them, so a main loop busy with MySQL or waiting out
+an outage cannot let them lapse. A consumer killed with SIGKILL stops renewing,
+and its jobs become due again once the last lease ends.
+"""
+
+import logging
+import threading
+
+from common.errors import ServiceUnavailable
+from common.jobs import JobQueue, now_ms
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    def __init__(self, queue: JobQueue, lease_seconds: float):
+        self.queue = queue
+        self.lease_ms = int(lease_seconds * 1000)
+        self.held: dict[int, int] = {}  # row id -> end of its lease (ms)
+        # Held across the Redis call, so the consumer never reads a lease end
+        # that Redis no longer has.
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="lease-keeper", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def hold(self, row_id: int, lease_until_ms: int) -> None:
+        with self.lock:
+            self.held[row_id] = lease_until_ms
+
+    def release(self, row_id: int) -> int | None:
+        """Stop renewing; returns the lease end Redis has (for a conditional
+        update), or None if the lease was lost."""
+        with self.lock:
+            return self.held.pop(row_id, None)
+
+    def remaining_ms(self, row_id: int) -> int:
+        with self.lock:
+            return self.held.get(row_id, 0) - now_ms()
+
+    def run(self) -> None:
+        # Renewing every third of a lease keeps at least two thirds of it ahead.
+        while not self.stopped.wait(self.lease_ms / 3000):
+            self.renew()
+
+    def renew(self) -> None:
+        with self.lock:
+            if not self.held:
+                return
+            until = now_ms() + self.lease_ms
+            try:
+                extended = self.queue.extend(dict(self.held), until)
+            except ServiceUnavailable as exc:
+                log.warning("could not renew %d leases: %s", len(self.held), exc)
+                return
+            lost = [row_id for row_id in self.held if row_id not in extended]
+            for row_id in extended:
+                self.held[row_id] = until
+            for row_id in lost:
+                # Redis lost the job (restarted empty) or its lease lapsed: it
+                # may be claimed elsewhere, so it must not start sending here.
+                del self.held[row_id]
+        if lost:
+            log.warning("lost the lease of %d jobs (Redis restarted?); they will not be sent from here", len(lost))

@@ -1,0 +1,3 @@
+from consumers import command
+
+command()()

@@ -1,0 +1,3 @@
+from producers import command
+
+command()()

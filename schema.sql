@@ -1,0 +1,41 @@
+-- The campaign table: one row per message. Existing tables with just these
+-- three columns work unchanged: the project never adds columns to them.
+--   column1: the phone number
+--   column3: 1 = pending, 0 = sent, 2 = failed permanently (reason below)
+CREATE TABLE IF NOT EXISTS campaign_master_1 (
+    id INT PRIMARY KEY AUTO_INCREMENT,
+    column1 VARCHAR(20),
+    column3 TINYINT DEFAULT 1,
+    -- Producers ask for pending rows in id order: this index keeps that
+    -- query cheap however many rows are already processed.
+    KEY pending_rows (column3, id)
+);
+
+-- Why a row was marked failed (column3 = 2). Kept apart from the campaign
+-- table so a user's table never needs altering.
+CREATE TABLE IF NOT EXISTS campaign_failures (
+    campaign_table VARCHAR(64) NOT NULL,
+    row_id INT NOT NULL,
+    attempts INT NOT NULL,
+    http_status SMALLINT NULL,
+    reason VARCHAR(255) NOT NULL,
+    failed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (campaign_table, row_id)
+);
+
+-- Every send attempt, written in batches by the consumers. A row's story:
+--   SELECT * FROM delivery_attempts
+--   WHERE campaign_table = 'campaign_master_1' AND row_id = 42 ORDER BY id
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id BIGINT PRIMARY KEY AUTO_INCREMENT,
+    campaign_table VARCHAR(64) NOT NULL,
+    row_id INT NOT NULL,
+    attempt INT NOT NULL,
+    outcome ENUM('sent', 'retry', 'failed') NOT NULL,
+    http_status SMALLINT NULL,
+    message_id VARCHAR(128) NULL,
+    error VARCHAR(255) NULL,
+    latency_ms INT NULL,
+    created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    KEY row_story (campaign_table, row_id)
+);

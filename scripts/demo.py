@@ -1,0 +1,164 @@
+"""The demo: seed rows, start the mock endpoint and the four processes, show
+progress until every row is sent, print a summary, stop everything.
+
+It works on its own table (`campaign_demo`, like campaign_master_1) and Redis
+key prefix (`demo:`), so it never touches a real campaign. Run it with
+`scripts/demo`, which sets up the services first.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pymysql
+import redis
+import requests
+from tqdm import tqdm
+
+from common.config import parse_database_url
+from common.errors import CampaignError, ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / ".local" / "demo-logs"
+ROLES = ["producers.odd", "producers.even", "consumers.odd", "consumers.even"]
+TABLE = "campaign_demo"
+PREFIX = "demo:"
+
+
+def connect(database_url: str):
+    target = parse_database_url(database_url)
+    try:
+        return pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
+                               database=target.database, unix_socket=target.unix_socket, autocommit=True)
+    except pymysql.MySQLError as exc:
+        raise ConfigError(f"cannot connect to {target.describe()}: {exc.args[-1]} (run scripts/setup)") from None
+
+
+def seed(connection, rows: int) -> None:
+    """A fresh demo table with `rows` pending rows."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        cursor.execute(f"CREATE TABLE {TABLE} LIKE campaign_master_1")
+        cursor.execute("DELETE FROM campaign_failures WHERE campaign_table = %s", (TABLE,))
+        phones = [(f"62812{n:08d}",) for n in range(rows)]
+        for start in range(0, rows, 5000):
+            cursor.executemany(f"INSERT INTO {TABLE} (column1) VALUES (%s)", phones[start:start + 5000])
+
+
+def counts(connection) -> dict[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT column3, COUNT(*) FROM {TABLE} GROUP BY column3")
+        return dict(cursor.fetchall())
+
+
+def clear_demo_keys(client: redis.Redis) -> None:
+    keys = list(client.scan_iter(f"{PREFIX}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start:start + 1000])
+
+
+def start_mock(port: int, latency_ms: float, fail_rate: float) -> tuple[subprocess.Popen, str]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    mock = subprocess.Popen(
+        [sys.executable, "-m", "common.mock_whatsapp", "--port", str(port), "--latency-ms", str(latency_ms),
+         "--fail-rate", str(fail_rate)],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )
+    line = mock.stderr.readline()
+    match = re.search(r"http://\S+", line)
+    if not match:
+        mock.kill()
+        raise ConfigError(f"the mock endpoint did not start: {line.strip() or mock.stderr.read().strip()}")
+    return mock, match.group(0)
+
+
+def start_roles(env: dict) -> dict[str, subprocess.Popen]:
+    processes = {}
+    for module in ROLES:
+        log = open(LOGS / f"{module.replace('.', '-')}.log", "w")
+        processes[module] = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
+                                             stdout=log, stderr=subprocess.STDOUT)
+    return processes
+
+
+def stop(processes: dict[str, subprocess.Popen]) -> dict[str, int]:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    return {name: process.wait(timeout=15) for name, process in processes.items()}
+
+
+@click.command()
+@click.option("--rows", default=5000, show_default=True, help="Demo rows to seed and send.")
+@click.option("--port", default=0, help="Port for the mock endpoint (default: a free one).")
+@click.option("--latency-ms", default=20.0, show_default=True, help="Mock endpoint latency per send.")
+@click.option("--fail-rate", default=0.05, show_default=True, help="Share of sends the mock answers with 500.")
+@click.option("--timeout", "time_limit", default=600.0, show_default=True, help="Give up after this many seconds.")
+def main(rows, port, latency_ms, fail_rate, time_limit):
+    """Send a demo campaign through the four processes and the mock endpoint."""
+    try:
+        sys.exit(run(rows, port, latency_ms, fail_rate, time_limit))
+    except CampaignError as exc:
+        click.echo(f"demo: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def run(rows, port, latency_ms, fail_rate, time_limit) -> int:
+    database_url = os.environ.get("DATABASE_URL") or ""
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if not database_url:
+        raise ConfigError("DATABASE_URL is not set (run scripts/demo, which sets up .env)")
+    connection = connect(database_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    seed(connection, rows)
+    clear_demo_keys(client)
+    mock, mock_url = start_mock(port, latency_ms, fail_rate)
+    env = dict(os.environ, CAMPAIGN_TABLE=TABLE, KEY_PREFIX=PREFIX, WHATSAPP_URL=f"{mock_url}/test_camp",
+               POLL_INTERVAL="1", RETRY_DELAY="0.5", PYTHONUNBUFFERED="1")
+    click.echo(f"demo: {rows} rows in table {TABLE}, mock endpoint at {mock_url} "
+               f"({latency_ms:g} ms, {fail_rate:.0%} failures), logs in {LOGS.relative_to(ROOT)}/")
+    started = time.monotonic()
+    processes = start_roles(env)
+    try:
+        with tqdm(total=rows, unit="msg", desc="sent", dynamic_ncols=True) as bar:
+            while True:
+                state = counts(connection)
+                done = state.get(0, 0) + state.get(2, 0)
+                bar.update(done - bar.n)
+                if state.get(1, 0) == 0 and not any(client.zcard(f"{PREFIX}due:2:{k}") for k in (0, 1)):
+                    break
+                crashed = [name for name, p in processes.items() if p.poll() is not None]
+                if crashed:
+                    click.echo(f"demo: {', '.join(crashed)} exited early; see {LOGS.relative_to(ROOT)}/", err=True)
+                    return 1
+                if time.monotonic() - started > time_limit:
+                    click.echo(f"demo: not done after {time_limit:g} s; stopping", err=True)
+                    return 1
+                time.sleep(0.25)
+    finally:
+        codes = stop(processes)
+        stats = requests.get(f"{mock_url}/_mock/stats", timeout=5).json()
+        mock.send_signal(signal.SIGTERM)
+        mock.wait(timeout=10)
+    elapsed = time.monotonic() - started
+    state = counts(connection)
+    left = sum(1 for _ in client.scan_iter(f"{PREFIX}job:*", count=1000))
+    click.echo(
+        f"\nrows {rows} | sent {state.get(0, 0)} | failed {state.get(2, 0)} | pending {state.get(1, 0)} | "
+        f"job keys left {left}\nmock: {stats['requests']} requests, {stats['delivered']} delivered, "
+        f"{stats['unique']} unique, {stats['duplicates']} duplicates\n"
+        f"{elapsed:.1f} s, {state.get(0, 0) / elapsed:.0f} msg/s | exit codes {codes}"
+    )
+    ok = (state.get(1, 0) == 0 and left == 0 and stats["duplicates"] == 0
+          and stats["unique"] == state.get(0, 0) and not any(codes.values()))
+    click.echo("demo: every row sent exactly once" if ok else "demo: FAILED, see the logs")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    main()

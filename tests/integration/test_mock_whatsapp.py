@@ -1,0 +1,260 @@
+"""The mock WhatsApp gateway, driven over real HTTP as the consumers will drive it.
+
+The ``mock`` fixture (tests/conftest.py) starts a fresh MockWhatsApp on a free port for each test.
+"""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PHONE = "628123456789"
+
+
+def template_message(to=PHONE):
+    return {
+        "messaging_product": "whatsapp",
+        "to": to,
+        "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}},
+    }
+
+
+def send(mock, to=PHONE, key=None, token=None, timeout=5):
+    headers = {}
+    if key:
+        headers["Idempotency-Key"] = key
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.post(f"{mock.url}/test_camp", json=template_message(to), headers=headers, timeout=timeout)
+
+
+def wait_for_stats(mock, done, seconds=3):
+    """Poll stats until done(stats) holds, since a hung request finishes after the client gives up."""
+    deadline = time.monotonic() + seconds
+    while not done(stats := mock.stats()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return stats
+
+
+def test_send_gets_whatsapp_success_body_and_is_recorded(mock):
+    response = send(mock, key="row-1")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["messaging_product"] == "whatsapp"
+    assert body["contacts"] == [{"input": PHONE, "wa_id": PHONE}]
+    assert body["messages"][0]["id"].startswith("wamid.")
+    assert mock.deliveries() == {"row-1": 1}
+    assert mock.recipients() == {PHONE: 1}
+    stats = requests.get(f"{mock.url}/_mock/stats", timeout=5).json()
+    assert stats == {
+        "requests": 1, "delivered": 1, "unique": 1, "duplicates": 0, "duplicate_keys": [],
+        "by_status": {"200": 1}, "hung": 0, "in_flight": 0,
+    }
+
+
+def test_send_without_idempotency_key_is_identified_by_recipient(mock):
+    send(mock)
+
+    assert mock.deliveries() == {f"to:{PHONE}": 1}
+
+
+def test_repeated_idempotency_key_counts_as_duplicate(mock):
+    send(mock, key="row-1")
+    send(mock, key="row-1")
+    send(mock, key="row-2", to="628000000002")
+
+    stats = mock.stats()
+    assert (stats["delivered"], stats["unique"], stats["duplicates"]) == (3, 2, 1)
+    assert stats["duplicate_keys"] == ["row-1"]
+    assert requests.get(f"{mock.url}/_mock/deliveries", timeout=5).json() == {"row-1": 2, "row-2": 1}
+
+
+def test_fail_first_fails_once_per_key_then_delivers_once(mock):
+    mock.configure(fail_first=1)
+
+    statuses = [send(mock, key="row-1").status_code for _ in range(2)]
+
+    assert statuses == [500, 200]
+    assert mock.deliveries() == {"row-1": 1}
+    assert mock.stats()["by_status"] == {"500": 1, "200": 1}
+
+
+def test_injected_429_carries_retry_after_and_is_not_a_delivery(mock):
+    mock.configure(fail_rate=1.0, fail_status=429, retry_after=7)
+
+    response = send(mock, key="row-1")
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    assert response.json()["error"]["code"] == 130429
+    assert mock.stats()["delivered"] == 0
+
+
+def test_token_is_required_when_configured(mock):
+    mock.configure(token="secret")
+
+    missing, wrong, right = send(mock), send(mock, token="nope"), send(mock, token="secret")
+
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert missing.json()["error"] == {
+        "message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190,
+    }
+    assert mock.stats()["delivered"] == 1
+
+
+def test_probe_reveals_bad_token_and_otherwise_is_method_not_allowed(mock):
+    mock.configure(token="secret")
+
+    bad = requests.get(f"{mock.url}/test_camp", headers={"Authorization": "Bearer nope"}, timeout=5)
+    good = requests.head(f"{mock.url}/test_camp", headers={"Authorization": "Bearer secret"}, timeout=5)
+
+    assert bad.status_code == 401
+    assert good.status_code == 405
+    assert good.headers["Allow"] == "POST"
+    assert mock.stats()["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b'{"messaging_product": "whatsapp"}', b'{"to": ""}', b'["628123456789"]'],
+    ids=["invalid-json", "missing-to", "empty-to", "not-an-object"],
+)
+def test_malformed_send_is_400_with_whatsapp_error(mock, body):
+    response = requests.post(
+        f"{mock.url}/test_camp", data=body, headers={"Content-Type": "application/json"}, timeout=5
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("OAuthException", 100)
+    assert mock.stats()["delivered"] == 0
+
+
+def test_config_endpoint_changes_behaviour_at_runtime(mock):
+    change = {"fail_rate": 1.0, "fail_status": 503}
+    config = requests.post(f"{mock.url}/_mock/config", json=change, timeout=5).json()
+    failed = send(mock)
+    requests.post(f"{mock.url}/_mock/config", json={"fail_rate": 0.0}, timeout=5)
+    delivered = send(mock)
+
+    assert config == {
+        "latency_ms": 0.0, "fail_rate": 1.0, "fail_status": 503, "fail_first": 0, "retry_after": None,
+        "timeout_rate": 0.0, "hang_seconds": 30.0, "token": None, "reset_rate": 0.0, "plain_body": False,
+    }
+    assert (failed.status_code, delivered.status_code) == (503, 200)
+
+
+@pytest.mark.parametrize("change", [{"fail_rate": 2}, {"fail_status": 200}, {"no_such_knob": 1}, [1]])
+def test_config_endpoint_rejects_bad_settings_and_keeps_the_old_ones(mock, change):
+    response = requests.post(f"{mock.url}/_mock/config", json=change, timeout=5)
+
+    assert response.status_code == 400
+    assert mock.config()["fail_rate"] == 0.0
+    assert mock.config()["fail_status"] == 500
+
+
+def test_reset_clears_records_but_keeps_config(mock):
+    mock.configure(fail_first=1)
+    send(mock, key="row-1")
+    send(mock, key="row-1")
+
+    requests.post(f"{mock.url}/_mock/reset", timeout=5)
+
+    assert mock.stats()["requests"] == 0
+    assert mock.deliveries() == {}
+    assert mock.config()["fail_first"] == 1
+    assert send(mock, key="row-1").status_code == 500
+
+
+def test_latency_delays_every_answer(mock):
+    mock.configure(latency_ms=200)
+
+    started = time.monotonic()
+    send(mock)
+
+    assert time.monotonic() - started >= 0.2
+
+
+def test_hung_send_times_out_the_client_and_is_not_delivered(mock):
+    mock.configure(timeout_rate=1.0, hang_seconds=0.5)
+
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        send(mock, timeout=0.1)
+
+    during = mock.stats()
+    after = wait_for_stats(mock, lambda stats: stats["in_flight"] == 0)
+    assert (during["hung"], during["in_flight"]) == (1, 1)
+    assert (after["hung"], after["in_flight"], after["delivered"], after["by_status"]) == (1, 0, 0, {})
+
+
+def test_hung_send_ends_with_the_connection_closed_and_no_answer(mock):
+    mock.configure(timeout_rate=1.0, hang_seconds=0.05)
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        send(mock, timeout=5)
+
+    assert mock.stats()["delivered"] == 0
+
+
+def test_pooled_session_gets_every_send_answered(mock):
+    with requests.Session() as session:
+        responses = [
+            session.post(f"{mock.url}/test_camp", json=template_message(f"62800000{n:04d}"), timeout=5)
+            for n in range(20)
+        ]
+
+    assert {response.status_code for response in responses} == {200}
+    assert mock.stats()["unique"] == 20
+
+
+def test_health_is_ok(mock):
+    response = requests.get(f"{mock.url}/health", timeout=5)
+
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_command_line_server_delivers_and_stops_cleanly_on_sigterm():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "common.mock_whatsapp", "--port", "0"],
+        cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stderr.readline().strip()
+        assert line.startswith("mock WhatsApp endpoint listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[1]
+
+        response = requests.post(f"{url}/test_camp", json=template_message(), timeout=5)
+        stats = requests.get(f"{url}/_mock/stats", timeout=5).json()
+        process.send_signal(signal.SIGTERM)
+
+        assert response.status_code == 200
+        assert stats["delivered"] == 1
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+
+def test_reset_rate_resets_the_connection_without_a_delivery(mock):
+    mock.configure(reset_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        send(mock)
+    assert mock.stats()["delivered"] == 0
+
+
+def test_plain_body_answers_without_json(mock):
+    mock.configure(plain_body=True)
+    response = send(mock)
+    assert response.status_code == 200 and response.text == "OK"
+    assert mock.stats()["delivered"] == 1
