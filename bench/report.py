@@ -1,0 +1,139 @@
+"""What the benchmark prints: one table of runs, then the targets of issue 4."""
+
+from dataclasses import dataclass
+
+from bench.children import Usage
+from bench.scaling import Comparison, MemoryCheck
+
+# Issue 4's targets.
+ZERO_LATENCY_MSG_S = 2_900
+WITH_LATENCY_MSG_S = 2_000
+BASELINE_RATIO = 2.0
+SCALING_RATIO = 2.0
+MEMORY_MB = 100.0
+
+HEADER = ["run", "endpoint", "rows", "seconds", "msg/s", "vs baseline", "p50 ms", "p99 ms",
+          "peak RSS MB", "CPU s/1k", "endpoint CPU s/1k", "endpoint RSS MB", "db+redis CPU s/1k", "machine busy",
+          "others (cores)"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    name: str
+    endpoint: str
+    rows: int  # rows sent during the run
+    seconds: float
+    send_ms: list[float]  # one per send attempt; empty when not recorded
+    processes: list[Usage]
+    endpoint_usage: Usage
+    server_cpu: float | None  # CPU seconds of the MariaDB and Redis servers during the run
+    machine_busy: float  # share of all cores busy during the run
+    other_cores: float  # cores used meanwhile by processes that are not part of the run
+
+    @property
+    def msg_s(self) -> float:
+        return self.rows / self.seconds
+
+    def per_1k(self, cpu_seconds: float) -> float:
+        return cpu_seconds / max(self.rows, 1) * 1000
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def verdict(met: bool) -> str:
+    return "target met" if met else "MISSED"
+
+
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def row(result: RunResult, baseline: RunResult | None) -> list[str]:
+    ratio = "n/a" if baseline is None else f"{result.msg_s / baseline.msg_s:.2f}x"
+    return [
+        result.name,
+        result.endpoint,
+        f"{result.rows:,}",
+        f"{result.seconds:.1f}",
+        f"{result.msg_s:,.0f}",
+        ratio,
+        ms(percentile(result.send_ms, 0.50)),
+        ms(percentile(result.send_ms, 0.99)),
+        "/".join(f"{u.peak_rss_mb:.0f}" for u in result.processes),
+        f"{result.per_1k(sum(u.cpu_seconds for u in result.processes)):.3f}",
+        f"{result.per_1k(result.endpoint_usage.cpu_seconds):.3f}",
+        f"{result.endpoint_usage.peak_rss_mb:.0f}",
+        "n/a" if result.server_cpu is None else f"{result.per_1k(result.server_cpu):.3f}",
+        f"{result.machine_busy:.0%}",
+        f"{result.other_cores:.2f}",
+    ]
+
+
+def table(results: list[RunResult], baseline: RunResult | None) -> str:
+    cells = [HEADER] + [row(r, baseline) for r in results]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+             for line in cells]
+    return "\n".join(lines)
+
+
+def breakdown(results: list[RunResult]) -> list[str]:
+    """Peak RSS and CPU seconds of each process, the endpoint's last."""
+    lines = ["per process (peak RSS, CPU seconds):"]
+    for r in results:
+        parts = [f"{u.name} {u.peak_rss_mb:.0f} MB {u.cpu_seconds:.1f} s" for u in r.processes]
+        parts.append(f"endpoint ({r.endpoint}) {r.endpoint_usage.peak_rss_mb:.0f} MB {r.endpoint_usage.cpu_seconds:.1f} s")
+        server = "n/a" if r.server_cpu is None else f"{r.server_cpu:.1f} s"
+        lines.append(f"  {r.name}: {'; '.join(parts)}; MariaDB + Redis {server}")
+    return lines
+
+
+def contention(results: list[RunResult], cores: int, threshold: float = 0.25) -> list[str]:
+    """A warning per run during which other processes took a noticeable share of the machine."""
+    return [f"warning: other processes used {r.other_cores:.2f} of {cores} cores during the {r.name} run; "
+            f"its figures understate this machine" for r in results if r.other_cores > threshold]
+
+
+def targets(project: RunResult, baseline: RunResult | None, latency_ms: float) -> list[str]:
+    if latency_ms == 0:
+        goal, condition = ZERO_LATENCY_MSG_S, "0 ms endpoint, 100,000 rows"
+    else:
+        goal, condition = WITH_LATENCY_MSG_S, "200 ms endpoint, 20,000 rows, --concurrency raised"
+    lines = [f"throughput: {project.msg_s:,.0f} msg/s; target >= {goal:,} ({condition}): "
+             f"{verdict(project.msg_s >= goal)}"]
+    if baseline is None:
+        lines.append("ratio vs baseline: n/a (--skip-baseline)")
+    else:
+        ratio = project.msg_s / baseline.msg_s
+        target = (f"target >= {BASELINE_RATIO:g}x: {verdict(ratio >= BASELINE_RATIO)}" if latency_ms == 0
+                  else "no target with latency")
+        lines.append(f"ratio vs baseline: {ratio:.2f}x; {target}")
+    return lines
+
+
+def scaling(producer: Comparison | None, consumer: Comparison | None, processed: int, unrelated: int,
+            pending: int) -> list[str]:
+    if producer is None or consumer is None:
+        return ["producer poll ratio: skipped (--skip-scaling)", "consumer poll ratio: skipped (--skip-scaling)"]
+    return [
+        f"producer poll ratio: {producer.ratio:.2f}x ({pending:,} pending: {producer.small * 1000:.1f} ms; "
+        f"+ {processed:,} processed: {producer.large * 1000:.1f} ms); target <= {SCALING_RATIO:g}x: "
+        f"{verdict(producer.ratio <= SCALING_RATIO)}",
+        f"consumer poll ratio: {consumer.ratio:.2f}x (0 unrelated keys: {consumer.small * 1000:.1f} ms; "
+        f"{unrelated:,}: {consumer.large * 1000:.1f} ms); target <= {SCALING_RATIO:g}x: "
+        f"{verdict(consumer.ratio <= SCALING_RATIO)}",
+    ]
+
+
+def memory(check: MemoryCheck | None) -> str:
+    if check is None:
+        return "consumer RSS with jobs queued: skipped (add --memory-check)"
+    return (f"consumer RSS with {check.jobs:,} jobs queued: {check.peak_rss_mb:.0f} MB peak "
+            f"({check.sent:,} sent in {check.seconds:.0f} s); target < {MEMORY_MB:g} MB: "
+            f"{verdict(check.peak_rss_mb < MEMORY_MB)}")
