@@ -39,7 +39,7 @@ PROJECT_VARIABLES = {
     "DATABASE_URL", "REDIS_URL", "WHATSAPP_URL", "WHATSAPP_TOKEN", "WHATSAPP_TEMPLATE", "WHATSAPP_LANGUAGE",
     "WHATSAPP_TIMEOUT", "CAMPAIGN_TABLE", "PHONE_COLUMN", "STATUS_COLUMN", "POLL_INTERVAL", "BATCH_SIZE",
     "CONCURRENCY", "MAX_ATTEMPTS", "RETRY_DELAY", "LEASE_SECONDS", "MAX_QUEUED", "KEY_PREFIX", "LOG_LEVEL",
-    "PARTITION", "PARTITIONS", "ONCE",
+    "PARTITION", "PARTITIONS", "ONCE", "HTTP_ENGINE", "FULL_SCAN_INTERVAL",
 }
 WATCH_EVERY = 0.1  # seconds between "anything still pending?" queries
 # A producer's page read just before its rows were sent queues them again; the
@@ -70,7 +70,8 @@ class Bench:
         base = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES}
         self.env = dict(base, DATABASE_URL=db.url, REDIS_URL=namespace.url, KEY_PREFIX=namespace.prefix,
                         CONCURRENCY=str(options["concurrency"]), BATCH_SIZE=str(options["batch_size"]),
-                        POLL_INTERVAL=str(options["poll_interval"]), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+                        POLL_INTERVAL=str(options["poll_interval"]), HTTP_ENGINE=options["http_engine"],
+                        LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
         self.runs = 0
         self.meter = Meter([db.target.port if not db.target.unix_socket else 0,
                             urlsplit(namespace.url).port or 6379])
@@ -195,7 +196,8 @@ def run(options: dict) -> None:
         bench = Bench(options, db, namespace, work_dir)
         latency = options["latency_ms"]
         click.echo(f"bench: {options['rows']:,} rows, endpoint latency {latency:g} ms, endpoint "
-                   f"{bench.endpoint_kind}, concurrency {options['concurrency']}, batch {options['batch_size']}; "
+                   f"{bench.endpoint_kind}, HTTP_ENGINE {options['http_engine']}, concurrency {options['concurrency']}, "
+                   f"batch {options['batch_size']}; "
                    f"database {db.target.database}, Redis {namespace.url.rsplit('/', 1)[-1]} "
                    f"prefix {namespace.prefix}", err=True)
         if bench.endpoint_kind == "python" and latency == 0:
@@ -248,6 +250,8 @@ def run(options: dict) -> None:
               help="BATCH_SIZE of every process, the baseline's included.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
               help="POLL_INTERVAL of the four processes.")
+@click.option("--http-engine", type=click.Choice(["requests", "urllib3", "aiohttp"]), default="aiohttp", show_default=True,
+              help="HTTP_ENGINE of the consumers.")
 @click.option("--endpoint", type=click.Choice(["auto", "python", "nginx"]), default="auto", show_default=True,
               help="auto: nginx for 0 ms when installed, else the project's Python mock.")
 @click.option("--skip-baseline", is_flag=True, help="Run only the project's processes (no ratio).")

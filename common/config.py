@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
+from common.http_engines import ENGINES
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -113,6 +114,7 @@ class Settings:
     once: bool = False
     # Producer
     max_queued: int = 50_000
+    full_scan_interval: float = 60.0
     # Consumer
     whatsapp_url: str = "http://localhost:8080/test_camp"
     whatsapp_token: str | None = field(default=None, repr=False)
@@ -123,6 +125,7 @@ class Settings:
     lease_seconds: float = 60.0
     request_timeout: float = 3.0
     retry_delay: float = 5.0
+    http_engine: str = "requests"
 
     def __post_init__(self):
         identifier(self.table, "table name")
@@ -133,6 +136,7 @@ class Settings:
             "poll interval": self.poll_interval,
             "batch size": self.batch_size,
             "max queued": self.max_queued,
+            "full scan interval": self.full_scan_interval,
             "concurrency": self.concurrency,
             "max attempts": self.max_attempts,
             "lease seconds": self.lease_seconds,
@@ -141,6 +145,8 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if self.http_engine not in ENGINES:
+            raise ConfigError(f"HTTP_ENGINE must be one of {', '.join(ENGINES)}, got {self.http_engine!r}")
         if self.retry_delay < 0:
             raise ConfigError(f"retry delay must not be negative, got {self.retry_delay}")
         # Leases are renewed every third of a lease while a job is held, so

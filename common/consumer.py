@@ -1,9 +1,9 @@
 """The consumer: claimed job → send → record, for one partition.
 
-Sends run in a thread pool and stream: a new send starts as soon as one ends,
-never waiting for the slowest of a batch. Bookkeeping is batched: one MySQL
-update and one Redis round trip for all the sends that ended since the last
-cycle.
+Sends run on threads (or one asyncio loop, for an async sender) and stream: a new send starts as soon as
+one ends, never waiting for the slowest of a batch. Bookkeeping is batched:
+one MySQL update and one Redis round trip for all the sends that ended in the
+last RECORD_EVERY seconds.
 
 Order of the bookkeeping after a 2xx: MySQL first (the row is no longer
 pending), then Redis (the job key is deleted). The other order would let a
@@ -17,7 +17,6 @@ import logging
 import random
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from common.config import Settings
 from common.db import Attempt, CampaignTable, Failure
@@ -25,12 +24,14 @@ from common.errors import ServiceUnavailable
 from common.jobs import Claim, Job, JobQueue, now_ms
 from common.leases import LeaseKeeper
 from common.phones import InvalidPhone, mask_phone, normalise_phone
+from common.send_workers import sends_for
 from common.sender import Message, Outcome, Sender, SendResult
 
 log = logging.getLogger(__name__)
 
 SENDER_DOWN_PAUSE = 30.0  # seconds without sends after the endpoint refused our credentials
 REPORT_EVERY = 10.0  # seconds between summary lines
+RECORD_EVERY = 0.1  # seconds between bookkeeping writes while sends stream
 MAX_RETRY_DELAY = 600.0
 HISTORY_BACKLOG = 100_000  # history lines kept while MySQL is away; older ones are dropped
 ACCEPTED_EARLIER = "accepted earlier; recorded without sending again"
@@ -62,10 +63,12 @@ class Consumer:
         # Claim at most two rounds of sends ahead, so a claimed job waits for
         # a free thread about one request time.
         self.capacity = settings.concurrency * 2
-        self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="send")
+        self.workers = sends_for(sender, settings.concurrency, self.send, self.send_async, self.send_crashed)
         self.leases = LeaseKeeper(queue, settings.lease_seconds)
-        self.in_flight: dict[Future, tuple[Claim, Job]] = {}
+        self.in_flight: dict[int, Job] = {}  # row id -> job, from claim until its send ends
         self.ended: list[tuple[Job, SendResult | None]] = []
+        self.last_record = time.monotonic()
+        self.stuck = False  # the last bookkeeping write failed (MySQL or Redis down)
         self.remembered: set[int] = set()  # rows whose 2xx is already written into Redis
         self.mysql_away = False  # while True, each 2xx goes into Redis as soon as it arrives
         self.history: list[Attempt] = []
@@ -85,20 +88,33 @@ class Consumer:
         sends to end. Returns True while there is work, so the driver calls
         again at once instead of sleeping."""
         self.collect(timeout=0)
-        self.record()
+        if self.record_due():
+            self.record()
         busy = bool(self.in_flight)
         if self.may_claim():
             busy = self.claim_and_start() > 0 or busy
         self.collect(timeout=0.05 if self.in_flight else 0)
-        self.record()
+        if self.record_due():
+            self.record()
         self.report()
         return busy
+
+    def record_due(self) -> bool:
+        """Record in batches while sends stream; at once when nothing else is
+        in flight, when stopping, or to retry a failed write."""
+        return bool(self.ended) and (
+            self.stuck
+            or self.stopping
+            or not self.in_flight
+            or len(self.ended) >= self.settings.concurrency
+            or time.monotonic() - self.last_record >= RECORD_EVERY
+        )
 
     def may_claim(self) -> bool:
         free = self.capacity - len(self.in_flight)
         return (
             not self.stopping
-            and not self.ended  # bookkeeping is stuck (MySQL or Redis down): send nothing new
+            and not self.stuck  # bookkeeping cannot be written (MySQL or Redis down): send nothing new
             and time.monotonic() >= self.paused_until
             and free >= max(1, self.settings.concurrency // 2)
         )
@@ -124,14 +140,14 @@ class Consumer:
         for claim in claims:
             if claim.row_id in pending:
                 self.leases.hold(claim.row_id, claim.lease_until_ms)
-                self.start(claim, claim.job or self.rebuilt_job(claim, pending[claim.row_id].phone))
+                self.start(claim.job or self.rebuilt_job(claim, pending[claim.row_id].phone))
         return len(claims)
 
     def rebuilt_job(self, claim: Claim, phone: str | None) -> Job:
         log.warning("job:%d held a value that is not a job; rebuilt it from the row", claim.row_id)
         return Job(claim.row_id, phone)
 
-    def start(self, claim: Claim, job: Job) -> None:
+    def start(self, job: Job) -> None:
         if job.sent:
             self.ended.append((job, SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)))
             return
@@ -141,16 +157,30 @@ class Consumer:
             self.ended.append((job, SendResult(Outcome.FAILED, detail=str(exc))))
             return
         message = Message(job.row_id, phone, f"{self.settings.table}:{job.row_id}")
-        self.in_flight[self.pool.submit(self.send, job, message)] = (claim, job)
+        self.in_flight[job.row_id] = job
+        self.workers.submit((job, message))
 
-    def send(self, job: Job, message: Message) -> SendResult | None:
-        """Runs in a pool thread. None means not sent: the lease was lost or
-        nearly over (another consumer may be about to claim the job), or MySQL
-        is away (a 2xx could not be recorded, so better not to send yet)."""
-        if self.mysql_away or self.leases.remaining_ms(message.row_id) < self.settings.lease_seconds * 500:
+    def send(self, item: tuple[Job, Message]) -> SendResult | None:
+        """Runs in a send thread. None means not sent: see `may_send`."""
+        if not self.may_send(item[1]):
             return None
         started = time.perf_counter()
-        result = self.sender.send(message)
+        return self.sent(item[0], self.sender.send(item[1]), started)
+
+    async def send_async(self, item: tuple[Job, Message]) -> SendResult | None:
+        """The same, on the asyncio loop of an async sender."""
+        if not self.may_send(item[1]):
+            return None
+        started = time.perf_counter()
+        return self.sent(item[0], await self.sender.send_async(item[1]), started)
+
+    def may_send(self, message: Message) -> bool:
+        """Not when the lease was lost or is nearly over (another consumer may
+        be about to claim the job), nor while MySQL is away (a 2xx could not
+        be recorded, so better not to send yet)."""
+        return not self.mysql_away and self.leases.remaining_ms(message.row_id) >= self.settings.lease_seconds * 500
+
+    def sent(self, job: Job, result: SendResult, started: float) -> SendResult:
         if self.mysql_away and result.outcome is Outcome.SENT:
             self.remember_at_once(job)
         return dataclasses.replace(result, latency_ms=round((time.perf_counter() - started) * 1000))
@@ -163,13 +193,16 @@ class Consumer:
         except ServiceUnavailable as exc:
             log.warning("could not keep the 2xx of row %d in Redis either: %s", job.row_id, exc)
 
+    @staticmethod
+    def send_crashed(_item: tuple[Job, Message], exc: Exception) -> SendResult:
+        return SendResult(Outcome.RETRY, detail=f"internal error: {type(exc).__name__}")
+
     def collect(self, timeout: float) -> None:
         if not self.in_flight:
             return
-        done, _ = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-        for future in done:
-            _, job = self.in_flight.pop(future)
-            self.ended.append((job, future.result()))
+        for (job, _), result in self.workers.results(timeout):
+            del self.in_flight[job.row_id]
+            self.ended.append((job, result))
 
     def sort(self) -> Outcomes:
         """Decide what each ended send means for its row: sent, failed, retried or handed back."""
@@ -211,6 +244,7 @@ class Consumer:
         """
         if not self.ended:
             return
+        self.stuck = True
         out = self.sort()
         try:
             self.table.mark_sent([job.row_id for job in out.sent])
@@ -237,6 +271,8 @@ class Consumer:
         self.tally.update(sent=len(out.sent), failed=len(out.failed), retried=retried)
         self.remembered -= {job.row_id for job, _ in self.ended}
         self.ended = []
+        self.stuck = False
+        self.last_record = time.monotonic()
         self.history += out.history
         self.write_history()
 
@@ -284,10 +320,9 @@ class Consumer:
 
     def shutdown(self) -> None:
         """Finish in-flight sends and their bookkeeping; hand unstarted claims back."""
-        for future, (_, job) in list(self.in_flight.items()):
-            if future.cancel():
-                del self.in_flight[future]
-                self.ended.append((job, None))
+        for job, _ in self.workers.take_unstarted():
+            del self.in_flight[job.row_id]
+            self.ended.append((job, None))
         deadline = time.monotonic() + self.settings.request_timeout + 1
         while self.in_flight and time.monotonic() < deadline:
             self.collect(timeout=0.1)
@@ -297,6 +332,6 @@ class Consumer:
             log.warning("could not record %d outcomes before exit (%s); their leases will expire", len(self.ended), exc)
         self.leases.stop()
         self.report(force=True)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.sender.close()
+        self.sender.close()  # before the workers stop: an async sender closes on their loop
+        self.workers.stop()
         self.table.close()

@@ -118,13 +118,13 @@ class CampaignTable:
             self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
             self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
 
-    def pending_rows(self, index: int, of: int, page_size: int) -> Iterator[list[Row]]:
-        """Pending rows of one partition, in pages, by id (keyset pagination).
+    def pending_rows(self, index: int, of: int, page_size: int, after: int = 0) -> Iterator[list[Row]]:
+        """Pending rows of one partition with ids above `after`, in pages, by
+        id (keyset pagination).
 
         Never loads the table into memory, and each page is a range read on
         the (status, id) index whatever the number of processed rows.
         """
-        after = 0
         while True:
             page = [
                 Row(row_id, phone)

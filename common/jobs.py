@@ -159,6 +159,7 @@ class JobQueue:
         self.job_prefix = f"{prefix}job:"
         self.due_key = f"{prefix}due:{partition.of}:{partition.index}"
         self.stats_key = f"{prefix}stats:{partition.of}:{partition.index}"
+        self.scan_key = f"{prefix}scanned:{partition.of}:{partition.index}"
         self._enqueue = client.register_script(ENQUEUE)
         self._claim = client.register_script(CLAIM)
         self._reschedule = client.register_script(RESCHEDULE)
@@ -182,6 +183,13 @@ class JobQueue:
             args += [job.row_id, job.encode()]
         queued, depth = self._call("enqueue", self._enqueue, keys=[self.due_key], args=args)
         return queued, depth
+
+    def queue_was_lost(self) -> bool:
+        """True once after Redis lost this partition's queue (restarted empty,
+        flushed) or on first use: then producers must read every pending row
+        again. The marker is set at once, before that full read, so a loss
+        during the read is seen by the next poll."""
+        return bool(self._call("check the queue marker", self.redis.set, self.scan_key, now_ms(), nx=True))
 
     def depth(self) -> int:
         """Jobs in the partition's queue: waiting, leased or backing off."""

@@ -6,7 +6,7 @@ from common.db import CampaignTable
 from common.jobs import JobQueue, connect
 from common.producer import Producer
 from common.runner import Driver
-from common.sender import WebhookSender
+from common.sender import webhook_sender
 
 
 def campaign_table(settings: Settings) -> CampaignTable:
@@ -23,13 +23,6 @@ def run_producer(settings: Settings) -> None:
 
 
 def run_consumer(settings: Settings) -> None:
-    sender = WebhookSender(
-        settings.whatsapp_url,
-        settings.whatsapp_token,
-        settings.template,
-        settings.language,
-        settings.request_timeout,
-        pool_size=settings.concurrency,
-    )
+    sender = webhook_sender(settings)
     consumer = Consumer(settings, campaign_table(settings), job_queue(settings), sender)
     Driver(consumer, settings.poll_interval, settings.once).run()

@@ -5,17 +5,16 @@ faster HTTP engine fits in behind it without touching the loops.
 """
 
 import email.utils
-import json
 import enum
+import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
-import requests
-from requests.adapters import HTTPAdapter
-
+from common.config import Settings
 from common.errors import ConfigError, ServiceUnavailable
+from common.http_engines import ENGINES, EngineError, EngineTimeout, HttpEngine
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +46,19 @@ class SendResult:
 
 
 class Sender(Protocol):
+    """What a consumer needs of a gateway. A sender with `is_async` True is
+    driven through `send_async` on one asyncio loop, else `send` on threads."""
+
+    is_async: bool
+
     def probe(self) -> None:
         """Check at start-up that the endpoint answers and takes our credentials."""
 
     def send(self, message: Message) -> SendResult:
         """Send one message; never raises for a network or HTTP failure."""
+
+    async def send_async(self, message: Message) -> SendResult:
+        """The same, as a coroutine, for senders with `is_async`."""
 
     def close(self) -> None: ...
 
@@ -84,6 +91,14 @@ def classify(status: int, headers, body: str) -> SendResult:
     return SendResult(Outcome.FAILED, status, detail)
 
 
+def unanswered(exc: Exception) -> SendResult:
+    """No HTTP answer: worth a retry. After a timeout the gateway may have
+    taken the message; the retry carries the same idempotency key."""
+    if isinstance(exc, EngineTimeout):
+        return SendResult(Outcome.RETRY, detail="timed out")
+    return SendResult(Outcome.RETRY, detail=f"connection failed: {exc}")
+
+
 def message_id_from(body: str) -> str | None:
     """The gateway's message id (WhatsApp's `messages[0].id`), if the body has one."""
     try:
@@ -93,21 +108,14 @@ def message_id_from(body: str) -> str | None:
 
 
 class WebhookSender:
-    """POSTs the original system's JSON body to one URL, over a pooled session."""
+    """POSTs the original system's JSON body to one URL, through an HTTP engine."""
 
-    def __init__(self, url: str, token: str | None, template: str, language: str, timeout: float, pool_size: int):
+    def __init__(self, engine: HttpEngine, url: str, template: str, language: str):
+        self.engine = engine
         self.url = url
         self.template = template
         self.language = language
-        # Connect and read are bounded separately; both stay well inside a lease.
-        self.timeout = (min(timeout, 3.0), timeout)
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["Content-Type"] = "application/json"
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.is_async = getattr(engine, "is_async", False)
 
     def body(self, message: Message) -> dict:
         return {
@@ -119,26 +127,39 @@ class WebhookSender:
 
     def probe(self) -> None:
         try:
-            response = self.session.get(self.url, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise ServiceUnavailable(f"WhatsApp endpoint {self.url} is unreachable: {type(exc).__name__}") from None
-        if response.status_code in (401, 403):
-            raise ConfigError(f"WhatsApp endpoint {self.url} refused our credentials (HTTP {response.status_code})")
+            answer = self.engine.get()
+        except (EngineTimeout, EngineError) as exc:
+            raise ServiceUnavailable(f"WhatsApp endpoint {self.url} is unreachable: {exc}") from None
+        if answer.status in (401, 403):
+            raise ConfigError(f"WhatsApp endpoint {self.url} refused our credentials (HTTP {answer.status})")
+
+    def request(self, message: Message) -> tuple[bytes, dict]:
+        body = json.dumps(self.body(message), separators=(",", ":")).encode()
+        return body, {"Idempotency-Key": message.idempotency_key}
 
     def send(self, message: Message) -> SendResult:
         try:
-            response = self.session.post(
-                self.url,
-                json=self.body(message),
-                headers={"Idempotency-Key": message.idempotency_key},
-                timeout=self.timeout,
-            )
-        except requests.Timeout:
-            # The gateway may have taken it; the retry carries the same idempotency key.
-            return SendResult(Outcome.RETRY, detail="timed out")
-        except requests.RequestException as exc:
-            return SendResult(Outcome.RETRY, detail=f"connection failed: {type(exc).__name__}")
-        return classify(response.status_code, response.headers, response.text)
+            answer = self.engine.post(*self.request(message))
+        except (EngineTimeout, EngineError) as exc:
+            return unanswered(exc)
+        return classify(answer.status, answer.headers, answer.text)
+
+    async def send_async(self, message: Message) -> SendResult:
+        try:
+            answer = await self.engine.post(*self.request(message))
+        except (EngineTimeout, EngineError) as exc:
+            return unanswered(exc)
+        return classify(answer.status, answer.headers, answer.text)
 
     def close(self) -> None:
-        self.session.close()
+        self.engine.close()
+
+
+def webhook_sender(settings: Settings) -> WebhookSender:
+    """The sender the settings ask for, on the HTTP engine they name."""
+    headers = {"Content-Type": "application/json"}
+    if settings.whatsapp_token:
+        headers["Authorization"] = f"Bearer {settings.whatsapp_token}"
+    engine = ENGINES[settings.http_engine](settings.whatsapp_url, headers, settings.request_timeout,
+                                           settings.concurrency)
+    return WebhookSender(engine, settings.whatsapp_url, settings.template, settings.language)

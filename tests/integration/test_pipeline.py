@@ -36,11 +36,52 @@ def test_generic_partitions_split_rows_without_overlap(campaign, build, real_red
 def test_polling_again_does_not_queue_a_row_twice(campaign, build, real_redis):
     producer, _ = build
     campaign.add(20)
-    p = producer(batch_size=3)  # several pages per poll
-    p.loop()
-    p.loop()
+    first, second = producer(batch_size=3), producer(batch_size=3)  # several pages per poll
+    first.loop()
+    second.loop()  # a second copy reads every row again: SET NX keeps one job each
+    first.loop()
     assert real_redis.zcard("due:2:1") == 10
     assert len(real_redis.keys("job:*")) == 10
+
+
+def ids_queued(real_redis) -> set[int]:
+    return {int(member) for member in real_redis.zrange("due:2:1", 0, -1)}
+
+
+def test_a_poll_reads_only_rows_after_the_last_one_it_queued(campaign, build, real_redis):
+    producer, _ = build
+    first = [i for i in campaign.add(10) if i % 2 == 1]
+    p = producer(batch_size=3, full_scan_interval=3600)
+    p.loop()
+    newer = [i for i in campaign.add(10) if i % 2 == 1]
+    campaign.query("UPDATE campaign_master_1 SET column3 = 0 WHERE id = %s", (first[0],))
+    real_redis.delete(f"job:{first[0]}")
+    real_redis.zrem("due:2:1", first[0])
+    campaign.query("UPDATE campaign_master_1 SET column3 = 1 WHERE id = %s", (first[0],))  # pending again, behind
+    p.loop()
+    assert ids_queued(real_redis) == set(first[1:] + newer)  # the new rows, not the one behind the walk
+
+
+def test_a_full_scan_requeues_rows_that_became_pending_behind_the_walk(campaign, build, real_redis):
+    producer, _ = build
+    ids = [i for i in campaign.add(10) if i % 2 == 1]
+    p = producer(full_scan_interval=0.2)
+    p.loop()
+    real_redis.delete(f"job:{ids[0]}")
+    real_redis.zrem("due:2:1", ids[0])
+    time.sleep(0.3)
+    p.loop()
+    assert ids_queued(real_redis) == set(ids)
+
+
+def test_after_redis_lost_the_queue_the_next_poll_queues_every_pending_row(campaign, build, real_redis):
+    producer, _ = build
+    ids = [i for i in campaign.add(10) if i % 2 == 1]
+    p = producer(full_scan_interval=3600)
+    p.loop()
+    real_redis.flushdb()  # what a restart without persistence leaves
+    p.loop()
+    assert ids_queued(real_redis) == set(ids)
 
 
 def test_the_producer_pages_through_a_table_larger_than_a_batch(campaign, build, real_redis):

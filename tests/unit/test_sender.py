@@ -38,7 +38,7 @@ def test_unreadable_retry_after_is_ignored(value):
 
 
 def test_the_body_is_what_the_original_system_sent():
-    sender = WebhookSender("http://h/test_camp", None, "promo", "id", timeout=1, pool_size=1)
+    sender = WebhookSender(None, "http://h/test_camp", "promo", "id")
     assert sender.body(Message(5, "628100000005", "t:5")) == {
         "messaging_product": "whatsapp", "to": "628100000005", "type": "template",
         "template": {"name": "promo", "language": {"code": "id"}},
