@@ -470,6 +470,7 @@ class Options:
     fail_rate: float
     timeout_rate: float
     concurrency: int
+    http_engine: str
     seed: int | None
     keep: bool
 
@@ -557,7 +558,7 @@ class ChaosRun:
             WHATSAPP_URL=f"{self.mock.url}/test_camp", WHATSAPP_TIMEOUT=str(REQUEST_TIMEOUT),
             LEASE_SECONDS=str(LEASE_SECONDS), RETRY_DELAY=str(RETRY_DELAY), MAX_ATTEMPTS=str(MAX_ATTEMPTS),
             CONCURRENCY=str(self.options.concurrency), BATCH_SIZE=str(BATCH_SIZE),
-            POLL_INTERVAL=str(POLL_INTERVAL),
+            POLL_INTERVAL=str(POLL_INTERVAL), HTTP_ENGINE=self.options.http_engine,
         )
         return env
 
@@ -900,6 +901,8 @@ def interrupt(signum, _frame) -> None:
                    f"the consumers time out after {REQUEST_TIMEOUT:g} s).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
               help="Sends in flight per consumer.")
+@click.option("--http-engine", type=click.Choice(["requests", "urllib3", "aiohttp"]), default="requests",
+              show_default=True, help="HTTP_ENGINE of the consumers.")
 @click.option("--seed", type=int, default=None, help="Seed for the run's random choices (printed when not given).")
 @click.option("--keep", is_flag=True, help="Keep the run's directory (logs, MariaDB data) even when it passes.")
 def main(**options):
