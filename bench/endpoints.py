@@ -1,7 +1,8 @@
-"""The endpoint the benchmark sends to: the project's Python mock, or nginx.
+"""The endpoint the benchmark sends to: nginx, the asyncio endpoint
+(bench/async_endpoint.py) or the project's Python mock.
 
-Both count every send by its Idempotency-Key, so each run can prove that
-every row was sent exactly once: the mock through GET /_mock/stats, nginx
+Each counts every send by its Idempotency-Key, so each run can prove that
+every row was sent exactly once: the mocks through GET /_mock/stats, nginx
 through a buffered log of the keys (see bench/nginx.conf).
 """
 
@@ -36,11 +37,12 @@ def nginx_available() -> bool:
 
 
 def choose(kind: str, latency_ms: float) -> str:
-    """python or nginx for --endpoint auto: nginx cannot wait per request, so
-    it only serves the zero-latency runs, and only where it is installed."""
+    """The endpoint for --endpoint auto: nginx cannot wait per request, so it
+    only serves the zero-latency runs, and only where it is installed; the
+    asyncio endpoint serves the rest."""
     if kind != "auto":
         return kind
-    return "nginx" if latency_ms == 0 and nginx_available() else "python"
+    return "nginx" if latency_ms == 0 and nginx_available() else "async"
 
 
 def free_port() -> int:
@@ -60,13 +62,13 @@ def wait_for(predicate, what: str, child: Child) -> None:
 
 
 class PythonMock:
-    """common.mock_whatsapp in a process of its own, so its CPU is counted apart."""
+    """A Python endpoint (common.mock_whatsapp, or bench.async_endpoint) in a
+    process of its own, so its CPU is counted apart."""
 
-    name = "python mock"
-
-    def __init__(self, latency_ms: float, log_dir: Path, env: dict):
-        self.child = Child.python_module("endpoint", "common.mock_whatsapp",
-                                         ["--port", "0", "--latency-ms", str(latency_ms)], env, log_dir)
+    def __init__(self, module: str, latency_ms: float, log_dir: Path, env: dict):
+        self.name = {"common.mock_whatsapp": "python mock", "bench.async_endpoint": "async"}[module]
+        self.child = Child.python_module("endpoint", module, ["--port", "0", "--latency-ms", str(latency_ms)],
+                                         env, log_dir)
         self.base_url = ""
         wait_for(self.read_url, "the mock endpoint", self.child)
 
@@ -128,11 +130,13 @@ class Nginx:
 
 
 def start(kind: str, latency_ms: float, work_dir: Path, log_dir: Path, env: dict):
-    """A running endpoint of `kind` (python or nginx)."""
+    """A running endpoint of `kind` (nginx, async or python)."""
     if kind == "nginx":
         if latency_ms:
             raise ConfigError("nginx answers at once: use --endpoint python for --latency-ms > 0")
         if not nginx_available():
             raise ConfigError("--endpoint nginx, but nginx is not installed (apt-get install nginx-light)")
         return Nginx(work_dir, log_dir, env)
-    return PythonMock(latency_ms, log_dir, env)
+    if kind == "async":
+        return PythonMock("bench.async_endpoint", latency_ms, log_dir, env)
+    return PythonMock("common.mock_whatsapp", latency_ms, log_dir, env)

@@ -244,16 +244,17 @@ def run(options: dict) -> None:
               help="Pending rows seeded for each run.")
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Endpoint delay per send.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
-              help="CONCURRENCY of each consumer; raise it with latency (e.g. 200 at 200 ms).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
+              help="CONCURRENCY of each consumer; raise it with latency (e.g. 500 at 200 ms).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
               help="BATCH_SIZE of every process, the baseline's included.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
               help="POLL_INTERVAL of the four processes.")
 @click.option("--http-engine", type=click.Choice(["requests", "urllib3", "aiohttp"]), default="aiohttp", show_default=True,
               help="HTTP_ENGINE of the consumers.")
-@click.option("--endpoint", type=click.Choice(["auto", "python", "nginx"]), default="auto", show_default=True,
-              help="auto: nginx for 0 ms when installed, else the project's Python mock.")
+@click.option("--endpoint", type=click.Choice(["auto", "nginx", "async", "python"]), default="auto", show_default=True,
+              help="auto: nginx for 0 ms when installed, else bench/async_endpoint.py; python is the "
+                   "project's threaded mock.")
 @click.option("--skip-baseline", is_flag=True, help="Run only the project's processes (no ratio).")
 @click.option("--baseline-seconds", type=click.FloatRange(min=1), default=180.0, show_default=True,
               help="Stop the baseline after this long and rate what it sent (it needs ~100 s per 1,000 "

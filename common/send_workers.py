@@ -13,6 +13,8 @@ import queue
 import threading
 from typing import Awaitable, Callable
 
+import uvloop
+
 log = logging.getLogger(__name__)
 
 STOP = object()
@@ -77,12 +79,13 @@ class ThreadSends(Sends):
 
 
 class AsyncSends(Sends):
-    """`count` coroutines on one event loop, in a thread of its own."""
+    """`count` coroutines on one event loop (uvloop: less CPU per send than
+    the standard loop), in a thread of its own."""
 
     def __init__(self, count: int, work: Callable[..., Awaitable], on_error: Callable):
         super().__init__(on_error)
         self.work = work
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()
         self.todo: asyncio.Queue | None = None
         started = threading.Event()
         self.thread = threading.Thread(target=self.run, args=(count, started), name="sends", daemon=True)

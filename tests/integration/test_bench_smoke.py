@@ -61,3 +61,10 @@ def test_the_benchmark_runs_on_nginx_when_it_is_installed():
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.splitlines()[2].startswith("project (4 processes)  nginx  ")
     assert "ratio vs baseline: " in run.stdout
+
+
+def test_the_benchmark_runs_a_slow_gateway_on_the_async_endpoint():
+    run = run_bench("--endpoint", "async", "--latency-ms", "20", "--skip-scaling", "--skip-baseline")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[1].startswith("project (4 processes)  async  ")
+    assert_nothing_left(run.stderr)
