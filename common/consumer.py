@@ -130,6 +130,7 @@ class Consumer:
         try:
             pending = self.table.pending_among([c.row_id for c in claims])
         except ServiceUnavailable:
+            self.mysql_lost()
             self.queue.reschedule([(c.row_id, c.lease_until_ms, now_ms(), None) for c in claims])
             raise
         stale = [c.row_id for c in claims if c.row_id not in pending]
@@ -138,6 +139,10 @@ class Consumer:
             self.queue.finish(stale, "dropped")
             log.info("dropped %d jobs whose rows are no longer pending", len(stale))
         for claim in claims:
+            if claim.row_id in self.in_flight:
+                # Redis lost the job while its send was in flight and it was
+                # queued again: the send in flight records it; this claim lapses.
+                continue
             if claim.row_id in pending:
                 self.leases.hold(claim.row_id, claim.lease_until_ms)
                 self.start(claim.job or self.rebuilt_job(claim, pending[claim.row_id].phone))
@@ -250,8 +255,7 @@ class Consumer:
             self.table.mark_sent([job.row_id for job in out.sent])
             self.table.mark_failed(out.failed)
         except ServiceUnavailable:
-            self.mysql_away = True
-            self.remember_sent(out.sent)
+            self.mysql_lost()
             raise
         self.mysql_away = False
         with self.leases.lock:
@@ -275,6 +279,14 @@ class Consumer:
         self.last_record = time.monotonic()
         self.history += out.history
         self.write_history()
+
+    def mysql_lost(self) -> None:
+        """MySQL just failed: from now on each 2xx goes into Redis as it
+        arrives, and those that arrived before are put there at once, not
+        after the outage backoff (this process could be killed meanwhile)."""
+        self.mysql_away = True
+        self.collect(timeout=0)
+        self.remember_sent([job for job, result in self.ended if result and result.outcome is Outcome.SENT])
 
     def remember_sent(self, sent: list[Job]) -> None:
         """MySQL is away: keep each 2xx in its Redis job, so it survives this process."""

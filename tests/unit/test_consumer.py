@@ -1,5 +1,7 @@
 """The consumer's bookkeeping, with fakeredis, an in-memory table and a scripted sender."""
 
+import threading
+
 import pytest
 
 from common.config import MySQLTarget, Partition, Settings
@@ -202,4 +204,30 @@ def test_a_sender_that_raises_costs_an_attempt_not_the_row(fake_redis):
     run_until_idle(consumer)
     assert table.status == {1: PENDING}
     assert decode_job(1, fake_redis.get("job:1")).attempts == 1
+    consumer.shutdown()
+
+
+class GatedSender(ScriptedSender):
+    """Holds every send until the test opens the gate."""
+
+    def __init__(self, *results):
+        super().__init__(*results)
+        self.gate = threading.Event()
+
+    def send(self, message):
+        self.gate.wait(5)
+        return super().send(message)
+
+
+def test_a_job_queued_again_while_its_send_is_in_flight_is_not_started_twice(fake_redis):
+    sender = GatedSender(SendResult(Outcome.SENT, 200))
+    consumer, table, queue = make_consumer(fake_redis, {1: "628100000001"}, sender)
+    consumer.loop()
+    assert consumer.in_flight  # the send waits at the gate
+    fake_redis.flushall()  # Redis restarted empty; a producer queues the row again
+    queue.enqueue([Job(1, "628100000001")])
+    consumer.loop()
+    sender.gate.set()
+    run_until_idle(consumer)
+    assert len(sender.sent) == 1 and table.status == {1: SENT}
     consumer.shutdown()
