@@ -41,7 +41,20 @@ class HttpEngine(Protocol):
     def close(self) -> None: ...
 
 
-class RequestsEngine:
+class BlockingEngine:
+    """GET and POST through a subclass's blocking `call`, on the caller's thread."""
+
+    def get(self) -> Answer:
+        return self.call("GET", None, {})
+
+    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        return self.call("POST", body, headers)
+
+    def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
+        raise NotImplementedError
+
+
+class RequestsEngine(BlockingEngine):
     """A pooled requests.Session: the default, proxy-aware engine."""
 
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float, pool_size: int):
@@ -57,12 +70,6 @@ class RequestsEngine:
         self.session.mount("https://", adapter)
         self.session.headers.update(headers)
 
-    def get(self) -> Answer:
-        return self.call("GET", None, {})
-
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
-        return self.call("POST", body, headers)
-
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         try:
             response = self.session.request(method, self.url, data=body, headers=headers, timeout=self.timeout)
@@ -76,7 +83,7 @@ class RequestsEngine:
         self.session.close()
 
 
-class Urllib3Engine:
+class Urllib3Engine(BlockingEngine):
     """A bare urllib3 connection pool: no proxies, half the CPU of requests."""
 
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float, pool_size: int):
@@ -86,12 +93,6 @@ class Urllib3Engine:
         # block=True: never more connections than sends in flight.
         self.pool = urllib3.connection_from_url(url, maxsize=pool_size, block=True)
         self.path = urllib3.util.parse_url(url).request_uri
-
-    def get(self) -> Answer:
-        return self.call("GET", None, {})
-
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
-        return self.call("POST", body, headers)
 
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         try:
