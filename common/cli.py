@@ -11,6 +11,7 @@ import sys
 import click
 
 from common.config import Partition, Settings, check_redis_url, parse_database_url
+from common import providers
 from common.errors import CampaignError
 from common.http_engines import ENGINES
 
@@ -70,6 +71,26 @@ CONSUMER_OPTIONS = [
                       "per send). Use aiohttp when sending thousands of messages a second."),
     click.option("--retry-delay", envvar="RETRY_DELAY", type=float, default=5.0, show_envvar=True,
                  show_default=True, help="First retry after this many seconds, doubling per attempt (with jitter)."),
+    click.option("--provider", envvar="WHATSAPP_PROVIDER", type=click.Choice(providers.names()), default="webhook",
+                 show_envvar=True, show_default=True,
+                 help="Gateway dialect: webhook (POST to WHATSAPP_URL), meta (Cloud API), waha, gowa "
+                      "(WHATSAPP_URL is then the gateway's base URL)."),
+    click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True,
+                 help="Send this text instead of the template (required for waha and gowa)."),
+    click.option("--meta-base-url", envvar="META_BASE_URL", default="https://graph.facebook.com", show_envvar=True,
+                 show_default=True, help="meta: Graph API base URL."),
+    click.option("--meta-api-version", envvar="META_API_VERSION", default="v21.0", show_envvar=True,
+                 show_default=True, help="meta: Graph API version."),
+    click.option("--meta-phone-number-id", envvar="META_PHONE_NUMBER_ID", default=None, show_envvar=True,
+                 help="meta: the sending phone number's id (WHATSAPP_TOKEN is the access token)."),
+    click.option("--waha-session", envvar="WAHA_SESSION", default="default", show_envvar=True, show_default=True,
+                 help="waha: session name."),
+    click.option("--waha-api-key", envvar="WAHA_API_KEY", default=None, show_envvar=True,
+                 help="waha: X-Api-Key (never logged)."),
+    click.option("--gowa-username", envvar="GOWA_USERNAME", default=None, show_envvar=True,
+                 help="gowa: HTTP Basic user."),
+    click.option("--gowa-password", envvar="GOWA_PASSWORD", default=None, show_envvar=True,
+                 help="gowa: HTTP Basic password (never logged)."),
 ]
 
 PARTITION_OPTIONS = [

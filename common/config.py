@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
+from common import providers
 from common.http_engines import ENGINES
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -126,6 +127,15 @@ class Settings:
     request_timeout: float = 3.0
     retry_delay: float = 5.0
     http_engine: str = "requests"
+    provider: str = "webhook"
+    text: str | None = None  # a text message instead of the template
+    meta_base_url: str = "https://graph.facebook.com"
+    meta_api_version: str = "v21.0"
+    meta_phone_number_id: str | None = None
+    waha_session: str = "default"
+    waha_api_key: str | None = field(default=None, repr=False)
+    gowa_username: str | None = None
+    gowa_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
         identifier(self.table, "table name")
@@ -147,6 +157,8 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.http_engine not in ENGINES:
             raise ConfigError(f"HTTP_ENGINE must be one of {', '.join(ENGINES)}, got {self.http_engine!r}")
+        if self.provider not in providers.names():
+            raise ConfigError(f"WHATSAPP_PROVIDER must be one of {', '.join(providers.names())}, got {self.provider!r}")
         if self.retry_delay < 0:
             raise ConfigError(f"retry delay must not be negative, got {self.retry_delay}")
         # Leases are renewed every third of a lease while a job is held, so

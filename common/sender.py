@@ -12,9 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from common.config import Settings
 from common.errors import ConfigError, ServiceUnavailable
-from common.http_engines import ENGINES, EngineError, EngineTimeout, HttpEngine
+from common.http_engines import EngineError, EngineTimeout, HttpEngine
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +106,15 @@ def message_id_from(body: str) -> str | None:
         return None
 
 
-class WebhookSender:
-    """POSTs the original system's JSON body to one URL, through an HTTP engine."""
+class HttpSender:
+    """One gateway over one HTTP engine: the provider builds each request and
+    reads each answer; the engine carries them (on threads or a loop)."""
 
-    def __init__(self, engine: HttpEngine, url: str, template: str, language: str):
+    def __init__(self, engine: HttpEngine, provider):
         self.engine = engine
-        self.url = url
-        self.template = template
-        self.language = language
+        self.provider = provider
+        self.url = provider.url
         self.is_async = getattr(engine, "is_async", False)
-
-    def body(self, message: Message) -> dict:
-        return {
-            "messaging_product": "whatsapp",
-            "to": message.phone,
-            "type": "template",
-            "template": {"name": self.template, "language": {"code": self.language}},
-        }
 
     def probe(self) -> None:
         try:
@@ -133,33 +124,19 @@ class WebhookSender:
         if answer.status in (401, 403):
             raise ConfigError(f"WhatsApp endpoint {self.url} refused our credentials (HTTP {answer.status})")
 
-    def request(self, message: Message) -> tuple[bytes, dict]:
-        body = json.dumps(self.body(message), separators=(",", ":")).encode()
-        return body, {"Idempotency-Key": message.idempotency_key}
-
     def send(self, message: Message) -> SendResult:
         try:
-            answer = self.engine.post(*self.request(message))
+            answer = self.engine.post(*self.provider.request(message))
         except (EngineTimeout, EngineError) as exc:
             return unanswered(exc)
-        return classify(answer.status, answer.headers, answer.text)
+        return self.provider.read(answer.status, answer.headers, answer.text)
 
     async def send_async(self, message: Message) -> SendResult:
         try:
-            answer = await self.engine.post(*self.request(message))
+            answer = await self.engine.post(*self.provider.request(message))
         except (EngineTimeout, EngineError) as exc:
             return unanswered(exc)
-        return classify(answer.status, answer.headers, answer.text)
+        return self.provider.read(answer.status, answer.headers, answer.text)
 
     def close(self) -> None:
         self.engine.close()
-
-
-def webhook_sender(settings: Settings) -> WebhookSender:
-    """The sender the settings ask for, on the HTTP engine they name."""
-    headers = {"Content-Type": "application/json"}
-    if settings.whatsapp_token:
-        headers["Authorization"] = f"Bearer {settings.whatsapp_token}"
-    engine = ENGINES[settings.http_engine](settings.whatsapp_url, headers, settings.request_timeout,
-                                           settings.concurrency)
-    return WebhookSender(engine, settings.whatsapp_url, settings.template, settings.language)

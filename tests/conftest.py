@@ -23,7 +23,7 @@ from common.db import CampaignTable
 from common.jobs import JobQueue
 from common.mock_whatsapp import MockWhatsApp
 from common.producer import Producer
-from common.sender import webhook_sender
+from common.roles import sender_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/test"
@@ -205,7 +205,7 @@ def build(settings_for, table_for, queue_for):
 
     def consumer(**overrides):
         settings = settings_for(**overrides)
-        sender = webhook_sender(settings)
+        sender = sender_for(settings)
         made.append(Consumer(settings, table_for(settings), queue_for(settings), sender))
         return made[-1]
 

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from common.sender import Outcome, WebhookSender, Message, classify, parse_retry_after
+from common.providers.webhook import Webhook
+from common.sender import Message, Outcome, classify, parse_retry_after
 
 
 @pytest.mark.parametrize("status,outcome", [
@@ -38,8 +39,8 @@ def test_unreadable_retry_after_is_ignored(value):
 
 
 def test_the_body_is_what_the_original_system_sent():
-    sender = WebhookSender(None, "http://h/test_camp", "promo", "id")
-    assert sender.body(Message(5, "628100000005", "t:5")) == {
+    provider = Webhook("http://h/test_camp", None, "promo", "id")
+    assert provider.body(Message(5, "628100000005", "t:5")) == {
         "messaging_product": "whatsapp", "to": "628100000005", "type": "template",
         "template": {"name": "promo", "language": {"code": "id"}},
     }

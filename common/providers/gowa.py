@@ -1,0 +1,48 @@
+"""go-whatsapp-web-multidevice: POST {url}/send/message with HTTP Basic auth.
+
+A 429 WA_REACHOUT_TIMELOCK is WhatsApp refusing new chats from this number
+for a while: the row waits a long time instead of being tried again soon.
+"""
+
+import base64
+
+from common.errors import ConfigError
+from common.providers._json import dumps, parsed
+from common.sender import Message, Outcome, SendResult, classify
+
+TIMELOCK_DELAY = 3600.0  # seconds a timelocked row waits before its next try
+
+
+class Gowa:
+    def __init__(self, base_url: str, username: str | None, password: str | None, text: str):
+        self.url = f"{base_url.rstrip('/')}/send/message"
+        self.headers = {"Content-Type": "application/json"}
+        if username:
+            credentials = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {credentials}"
+        self.text = text
+
+    def request(self, message: Message) -> tuple[bytes, dict]:
+        body = {"phone": f"{message.phone}@s.whatsapp.net", "message": self.text}
+        return dumps(body), {"Idempotency-Key": message.idempotency_key}
+
+    @staticmethod
+    def read(status: int, headers, text: str) -> SendResult:
+        answer = parsed(text)
+        code = answer.get("code") if isinstance(answer, dict) else None
+        if status == 429 and code == "WA_REACHOUT_TIMELOCK":
+            return SendResult(Outcome.RETRY, status, f"HTTP 429: {code}", retry_after=TIMELOCK_DELAY)
+        result = classify(status, headers, text)
+        if result.outcome is not Outcome.SENT:
+            return result
+        if code not in (None, "SUCCESS"):
+            return SendResult(Outcome.RETRY, status, f"HTTP {status} but code {code}")
+        results = answer.get("results") if isinstance(answer, dict) else None
+        message_id = results.get("message_id") if isinstance(results, dict) else None
+        return SendResult(Outcome.SENT, status, message_id=message_id if isinstance(message_id, str) else None)
+
+
+def build(settings) -> Gowa:
+    if not settings.text:
+        raise ConfigError("WHATSAPP_PROVIDER=gowa sends text messages: set WHATSAPP_TEXT")
+    return Gowa(settings.whatsapp_url, settings.gowa_username, settings.gowa_password, settings.text)

@@ -1,0 +1,57 @@
+"""WhatsApp Cloud API (Meta): POST {base}/{version}/{phone number id}/messages.
+
+Errors are read by `error.code`, not by HTTP status alone: Meta answers
+throttling, bad recipients and a paused template all with 4xx or 5xx.
+"""
+
+from common.errors import ConfigError
+from common.providers._json import dumps, parsed
+from common.sender import Message, Outcome, SendResult, classify, parse_retry_after
+
+RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
+ROW_FAILED_CODES = {131026, 100, 131047, 131030, 132000, 132001, 132012}
+SENDER_DOWN_CODES = {190, 0, 131048, 131031, 368, 132015, 132016}
+DETAIL_LENGTH = 200
+
+
+class Meta:
+    def __init__(self, base_url: str, version: str, phone_number_id: str, token: str,
+                 template: str, language: str, text: str | None):
+        self.url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
+        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        self.template = template
+        self.language = language
+        self.text = text
+
+    def body(self, message: Message) -> dict:
+        if self.text is not None:
+            return {"messaging_product": "whatsapp", "to": message.phone, "type": "text",
+                    "text": {"body": self.text}}
+        return {"messaging_product": "whatsapp", "to": message.phone, "type": "template",
+                "template": {"name": self.template, "language": {"code": self.language}}}
+
+    def request(self, message: Message) -> tuple[bytes, dict]:
+        return dumps(self.body(message)), {"Idempotency-Key": message.idempotency_key}
+
+    @staticmethod
+    def read(status: int, headers, text: str) -> SendResult:
+        answer = parsed(text)
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if 200 <= status < 300 or not isinstance(error, dict) or not isinstance(error.get("code"), int):
+            return classify(status, headers, text)
+        code = error["code"]
+        detail = f"HTTP {status}, Meta error {code}: {str(error.get('message', ''))[:DETAIL_LENGTH]}"
+        if code in SENDER_DOWN_CODES:
+            return SendResult(Outcome.SENDER_DOWN, status, detail)
+        if code in ROW_FAILED_CODES:
+            return SendResult(Outcome.FAILED, status, detail)
+        if code in RETRY_CODES:
+            return SendResult(Outcome.RETRY, status, detail, parse_retry_after(headers.get("Retry-After")))
+        return classify(status, headers, text)
+
+
+def build(settings) -> Meta:
+    if not settings.meta_phone_number_id or not settings.whatsapp_token:
+        raise ConfigError("WHATSAPP_PROVIDER=meta needs META_PHONE_NUMBER_ID and WHATSAPP_TOKEN")
+    return Meta(settings.meta_base_url, settings.meta_api_version, settings.meta_phone_number_id,
+                settings.whatsapp_token, settings.template, settings.language, settings.text)

@@ -1,0 +1,42 @@
+"""WAHA (WhatsApp HTTP API): POST {url}/api/sendText with X-Api-Key."""
+
+from common.errors import ConfigError
+from common.providers._json import dumps, parsed
+from common.sender import Message, Outcome, SendResult, classify
+
+
+class Waha:
+    def __init__(self, base_url: str, api_key: str | None, session: str, text: str):
+        self.url = f"{base_url.rstrip('/')}/api/sendText"
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["X-Api-Key"] = api_key
+        self.session = session
+        self.text = text
+
+    def request(self, message: Message) -> tuple[bytes, dict]:
+        body = {"session": self.session, "chatId": f"{message.phone}@c.us", "text": self.text}
+        return dumps(body), {"Idempotency-Key": message.idempotency_key}
+
+    @staticmethod
+    def read(status: int, headers, text: str) -> SendResult:
+        result = classify(status, headers, text)
+        if result.outcome is not Outcome.SENT:
+            return result
+        return SendResult(Outcome.SENT, status, message_id=message_id(parsed(text)))
+
+
+def message_id(answer) -> str | None:
+    """WAHA answers the sent message; its id is a string or {"_serialized": ...}."""
+    if not isinstance(answer, dict):
+        return None
+    value = answer.get("id")
+    if isinstance(value, dict):
+        value = value.get("_serialized")
+    return value if isinstance(value, str) else None
+
+
+def build(settings) -> Waha:
+    if not settings.text:
+        raise ConfigError("WHATSAPP_PROVIDER=waha sends text messages: set WHATSAPP_TEXT")
+    return Waha(settings.whatsapp_url, settings.waha_api_key, settings.waha_session, settings.text)

@@ -1,0 +1,32 @@
+"""The generic webhook: the original system's JSON body to one URL, with an
+optional bearer token; any 2xx is sent."""
+
+from common.providers._json import dumps
+from common.sender import Message, classify
+
+
+class Webhook:
+    def __init__(self, url: str, token: str | None, template: str, language: str):
+        self.url = url
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.template = template
+        self.language = language
+
+    def body(self, message: Message) -> dict:
+        return {
+            "messaging_product": "whatsapp",
+            "to": message.phone,
+            "type": "template",
+            "template": {"name": self.template, "language": {"code": self.language}},
+        }
+
+    def request(self, message: Message) -> tuple[bytes, dict]:
+        return dumps(self.body(message)), {"Idempotency-Key": message.idempotency_key}
+
+    read = staticmethod(classify)
+
+
+def build(settings) -> Webhook:
+    return Webhook(settings.whatsapp_url, settings.whatsapp_token, settings.template, settings.language)

@@ -1,0 +1,111 @@
+"""Each provider's dialect: the request it builds and how it reads answers."""
+
+import base64
+import json
+
+import pytest
+
+from common import providers
+from common.config import MySQLTarget, Partition, Settings
+from common.errors import ConfigError
+from common.providers.gowa import TIMELOCK_DELAY
+from common.sender import Message, Outcome
+
+MESSAGE = Message(7, "628100000007", "campaign_master_1:7")
+
+
+def settings(**overrides) -> Settings:
+    values = dict(database=MySQLTarget("h", 3306, "u", "", "d"), redis_url="redis://x", partition=Partition(1, 2),
+                  whatsapp_url="http://gateway:3000", whatsapp_token="tok", text="Hello!",
+                  meta_phone_number_id="1055", waha_api_key="key", gowa_username="user", gowa_password="pw")
+    values.update(overrides)
+    return Settings(**values)
+
+
+def built(name, **overrides):
+    provider = providers.build(name, settings(**overrides))
+    body, headers = provider.request(MESSAGE)
+    return provider, json.loads(body), headers
+
+
+def test_every_provider_module_is_listed():
+    assert providers.names() == ["gowa", "meta", "waha", "webhook"]
+
+
+def test_every_request_carries_the_idempotency_key():
+    for name in providers.names():
+        assert built(name)[2] == {"Idempotency-Key": "campaign_master_1:7"}
+
+
+def test_meta_posts_to_the_phone_number_and_reads_the_wamid():
+    provider, body, _ = built("meta", text=None)
+    assert provider.url == "https://graph.facebook.com/v21.0/1055/messages"
+    assert provider.headers["Authorization"] == "Bearer tok"
+    assert body == {"messaging_product": "whatsapp", "to": "628100000007", "type": "template",
+                    "template": {"name": "hello_world", "language": {"code": "en_US"}}}
+    answer = provider.read(200, {}, '{"messages":[{"id":"wamid.ABC"}]}')
+    assert answer.outcome is Outcome.SENT and answer.message_id == "wamid.ABC"
+
+
+def test_meta_can_send_a_text():
+    assert built("meta")[1]["text"] == {"body": "Hello!"}
+
+
+def meta_error(code: int, status: int = 400):
+    provider = providers.build("meta", settings())
+    return provider.read(status, {}, json.dumps({"error": {"message": "m", "code": code}}))
+
+
+@pytest.mark.parametrize("code", [130429, 131056, 4, 80007, 1, 2, 131000, 131016])
+def test_meta_throttling_and_transient_codes_are_retried(code):
+    assert meta_error(code).outcome is Outcome.RETRY
+
+
+@pytest.mark.parametrize("code", [131026, 100, 131047, 131030, 132000, 132001, 132012])
+def test_meta_recipient_and_template_codes_fail_the_row(code):
+    assert meta_error(code, status=500).outcome is Outcome.FAILED  # the code decides, not the status
+
+
+@pytest.mark.parametrize("code", [190, 0, 131048, 131031, 368, 132015, 132016])
+def test_meta_account_codes_stop_the_sender(code):
+    assert meta_error(code).outcome is Outcome.SENDER_DOWN
+
+
+def test_meta_needs_its_phone_number_id_and_token():
+    with pytest.raises(ConfigError, match="META_PHONE_NUMBER_ID"):
+        providers.build("meta", settings(meta_phone_number_id=None))
+
+
+def test_waha_sends_text_to_a_chat_id_with_its_api_key():
+    provider, body, _ = built("waha")
+    assert provider.url == "http://gateway:3000/api/sendText"
+    assert provider.headers["X-Api-Key"] == "key"
+    assert body == {"session": "default", "chatId": "628100000007@c.us", "text": "Hello!"}
+    answer = provider.read(201, {}, '{"id": {"_serialized": "true_628100000007@c.us_3EB0"}}')
+    assert answer.outcome is Outcome.SENT and answer.message_id == "true_628100000007@c.us_3EB0"
+
+
+def test_gowa_sends_with_basic_auth_and_reads_its_message_id():
+    provider, body, _ = built("gowa")
+    assert provider.url == "http://gateway:3000/send/message"
+    assert provider.headers["Authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()
+    assert body == {"phone": "628100000007@s.whatsapp.net", "message": "Hello!"}
+    answer = provider.read(200, {}, '{"code":"SUCCESS","results":{"message_id":"3EB0X"}}')
+    assert answer.outcome is Outcome.SENT and answer.message_id == "3EB0X"
+
+
+def test_gowa_timelock_waits_long_instead_of_hammering():
+    provider = providers.build("gowa", settings())
+    answer = provider.read(429, {}, '{"code":"WA_REACHOUT_TIMELOCK","message":"wait"}')
+    assert answer.outcome is Outcome.RETRY and answer.retry_after == TIMELOCK_DELAY
+
+
+@pytest.mark.parametrize("name", ["waha", "gowa"])
+def test_text_gateways_need_a_text(name):
+    with pytest.raises(ConfigError, match="WHATSAPP_TEXT"):
+        providers.build(name, settings(text=None))
+
+
+def test_an_unknown_provider_is_a_config_error():
+    with pytest.raises(ConfigError, match="WHATSAPP_PROVIDER"):
+        settings(provider="twilio")
