@@ -75,6 +75,9 @@ CONSUMER_OPTIONS = [
                  show_envvar=True, show_default=True,
                  help="Gateway dialect: webhook (POST to WHATSAPP_URL), meta (Cloud API), waha, gowa "
                       "(WHATSAPP_URL is then the gateway's base URL)."),
+    click.option("--default-region", envvar="DEFAULT_REGION", default=None, show_envvar=True,
+                 help="Country (ISO code, e.g. ID) of national phone numbers such as 0812...; without it they "
+                      "fail. Numbers with a country code need none."),
     click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True,
                  help="Send this text instead of the template (required for waha and gowa)."),
     click.option("--meta-base-url", envvar="META_BASE_URL", default="https://graph.facebook.com", show_envvar=True,

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from common.errors import ConfigError
 from common import providers
 from common.http_engines import ENGINES
+from common.phones import check_region
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -128,6 +129,7 @@ class Settings:
     retry_delay: float = 5.0
     http_engine: str = "requests"
     provider: str = "webhook"
+    default_region: str | None = None  # for national phone numbers, e.g. ID
     text: str | None = None  # a text message instead of the template
     meta_base_url: str = "https://graph.facebook.com"
     meta_api_version: str = "v21.0"
@@ -157,6 +159,10 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.http_engine not in ENGINES:
             raise ConfigError(f"HTTP_ENGINE must be one of {', '.join(ENGINES)}, got {self.http_engine!r}")
+        try:
+            object.__setattr__(self, "default_region", check_region(self.default_region))
+        except ValueError as exc:
+            raise ConfigError(f"DEFAULT_REGION: {exc}") from None
         if self.provider not in providers.names():
             raise ConfigError(f"WHATSAPP_PROVIDER must be one of {', '.join(providers.names())}, got {self.provider!r}")
         if self.retry_delay < 0:

@@ -157,7 +157,7 @@ class Consumer:
             self.ended.append((job, SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)))
             return
         try:
-            phone = normalise_phone(job.phone)
+            phone = normalise_phone(job.phone, self.settings.default_region)
         except InvalidPhone as exc:
             self.ended.append((job, SendResult(Outcome.FAILED, detail=str(exc))))
             return

@@ -206,3 +206,18 @@ def test_invalid_phones_fail_with_a_reason_and_are_never_sent(campaign, build, m
     assert [states[i] for i in ids] == [FAILED, FAILED, SENT, FAILED]
     assert mock.stats()["delivered"] == 1
     assert set(campaign.failure_reasons()) == {ids[0], ids[1], ids[3]}
+
+
+def test_national_numbers_go_out_in_e164_only_with_a_default_region(campaign, build, mock):
+    producer, consumer = build
+    ids = campaign.add(4, phone=lambda i: ["0812-3456-7890", "0812 3456 7891", "0812-3456-7892", "(0812) 34567893"][i])
+    for k in (0, 1):
+        producer(index=k).loop()
+    drain(consumer(index=1, default_region="ID"))  # odd rows: read as Indonesian numbers
+    drain(consumer(index=0))  # even rows: no region, so a national number is refused, not guessed
+    odd = [i for i in ids if i % 2 == 1]
+    even = [i for i in ids if i % 2 == 0]
+    assert mock.recipients() == {f"628123456789{n}": 1 for n, row in enumerate(ids) if row % 2 == 1}
+    assert all(campaign.states()[i] == SENT for i in odd)
+    assert all(campaign.states()[i] == FAILED for i in even)
+    assert all("no default region" in reason for reason in campaign.failure_reasons().values())
