@@ -32,6 +32,12 @@ SHARED_OPTIONS = [
                  show_envvar=True, show_default=True, help="Seconds between polls when idle."),
     click.option("--batch-size", envvar="BATCH_SIZE", type=int, default=500, show_envvar=True,
                  show_default=True, help="Rows read or jobs claimed per round trip."),
+    click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True,
+                 help="Send this text instead of the template (required for waha and gowa); {column2} takes the "
+                      "row's column2. Producers read it too, to carry those columns in each job."),
+    click.option("--param", "params", envvar="WHATSAPP_PARAMS", multiple=True, show_envvar=True,
+                 help="A column whose value fills the template's next body parameter (repeat it; the variable "
+                      "takes names separated by spaces). Producers read these columns with each row."),
     click.option("--once", is_flag=True, envvar="ONCE", show_envvar=True,
                  help="Run one cycle and exit (for cron); exit code 0 when it worked."),
     click.option("--log-level", envvar="LOG_LEVEL", default="INFO", show_envvar=True, show_default=True,
@@ -78,8 +84,6 @@ CONSUMER_OPTIONS = [
     click.option("--default-region", envvar="DEFAULT_REGION", default=None, show_envvar=True,
                  help="Country (ISO code, e.g. ID) of national phone numbers such as 0812...; without it they "
                       "fail. Numbers with a country code need none."),
-    click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True,
-                 help="Send this text instead of the template (required for waha and gowa)."),
     click.option("--meta-base-url", envvar="META_BASE_URL", default="https://graph.facebook.com", show_envvar=True,
                  show_default=True, help="meta: Graph API base URL."),
     click.option("--meta-api-version", envvar="META_API_VERSION", default="v21.0", show_envvar=True,

@@ -6,6 +6,7 @@ with one line instead of deep inside a loop.
 """
 
 import re
+import string
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,6 +24,15 @@ def identifier(value: str, what: str) -> str:
     if not IDENTIFIER.fullmatch(value or ""):
         raise ConfigError(f"{what} {value!r} is not a plain identifier (letters, digits, _; at most 64)")
     return value
+
+
+def placeholders(text: str | None) -> list[str]:
+    """Columns a text message names as {column}, in order; each must be a plain column name."""
+    names = []
+    for _, name, _, _ in string.Formatter().parse(text or ""):
+        if name is not None and name not in names:
+            names.append(identifier(name, "placeholder in WHATSAPP_TEXT"))
+    return names
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,8 @@ class Settings:
     http_engine: str = "requests"
     provider: str = "webhook"
     default_region: str | None = None  # for national phone numbers, e.g. ID
-    text: str | None = None  # a text message instead of the template
+    text: str | None = None  # a text message instead of the template; {column} takes the row's value
+    params: tuple[str, ...] = ()  # columns whose values fill the template's body parameters, in order
     meta_base_url: str = "https://graph.facebook.com"
     meta_api_version: str = "v21.0"
     meta_phone_number_id: str | None = None
@@ -163,6 +174,9 @@ class Settings:
             object.__setattr__(self, "default_region", check_region(self.default_region))
         except ValueError as exc:
             raise ConfigError(f"DEFAULT_REGION: {exc}") from None
+        for name in self.params:
+            identifier(name, "message variable column (--param)")
+        placeholders(self.text)  # fails with one line on a placeholder that is not a column name
         if self.provider not in providers.names():
             raise ConfigError(f"WHATSAPP_PROVIDER must be one of {', '.join(providers.names())}, got {self.provider!r}")
         if self.retry_delay < 0:
@@ -171,3 +185,8 @@ class Settings:
         # they only need to outlast a few renewal round trips.
         if self.lease_seconds < 1:
             raise ConfigError(f"LEASE_SECONDS must be at least 1, got {self.lease_seconds:g}")
+
+    @property
+    def message_columns(self) -> tuple[str, ...]:
+        """Columns the producer reads with each row and carries in its job."""
+        return tuple(dict.fromkeys([*self.params, *placeholders(self.text)]))

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 
 from common.config import Settings
-from common.db import Attempt, CampaignTable, Failure
+from common.db import Attempt, CampaignTable, Failure, Row
 from common.errors import ServiceUnavailable
 from common.jobs import Claim, Job, JobQueue, now_ms
 from common.leases import LeaseKeeper
@@ -35,6 +35,14 @@ RECORD_EVERY = 0.1  # seconds between bookkeeping writes while sends stream
 MAX_RETRY_DELAY = 600.0
 HISTORY_BACKLOG = 100_000  # history lines kept while MySQL is away; older ones are dropped
 ACCEPTED_EARLIER = "accepted earlier; recorded without sending again"
+
+
+def with_row_params(job: Job, row: Row) -> Job:
+    """A job queued by a producer configured with fewer message variables
+    gets the missing ones from the row this consumer just read."""
+    if row.params.keys() <= job.params.keys():
+        return job
+    return dataclasses.replace(job, params={**row.params, **job.params})
 
 
 def retry_delay(attempt: int, base: float, retry_after: float | None) -> float:
@@ -145,12 +153,13 @@ class Consumer:
                 continue
             if claim.row_id in pending:
                 self.leases.hold(claim.row_id, claim.lease_until_ms)
-                self.start(claim.job or self.rebuilt_job(claim, pending[claim.row_id].phone))
+                row = pending[claim.row_id]
+                self.start(with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row))
         return len(claims)
 
-    def rebuilt_job(self, claim: Claim, phone: str | None) -> Job:
+    def rebuilt_job(self, claim: Claim, row: Row) -> Job:
         log.warning("job:%d held a value that is not a job; rebuilt it from the row", claim.row_id)
-        return Job(claim.row_id, phone)
+        return Job(claim.row_id, row.phone, params=row.params)
 
     def start(self, job: Job) -> None:
         if job.sent:
@@ -161,7 +170,7 @@ class Consumer:
         except InvalidPhone as exc:
             self.ended.append((job, SendResult(Outcome.FAILED, detail=str(exc))))
             return
-        message = Message(job.row_id, phone, f"{self.settings.table}:{job.row_id}")
+        message = Message(job.row_id, phone, f"{self.settings.table}:{job.row_id}", job.params)
         self.in_flight[job.row_id] = job
         self.workers.submit((job, message))
 

@@ -6,7 +6,7 @@ kept in `campaign_failures`, never in the user's table.
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pymysql
 
@@ -32,6 +32,7 @@ UNKNOWN_COLUMN = 1054
 class Row:
     id: int
     phone: str | None
+    params: dict = field(default_factory=dict)  # column -> text, for per-row message variables
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,15 @@ def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
 class CampaignTable:
     """Reads pending rows and records outcomes; one connection, used by one thread."""
 
-    def __init__(self, target: MySQLTarget, table: str, phone_column: str, status_column: str):
+    def __init__(self, target: MySQLTarget, table: str, phone_column: str, status_column: str,
+                 param_columns: tuple[str, ...] = ()):
         self.target = target
         self.table = identifier(table, "table name")
         self.phone = identifier(phone_column, "phone column")
         self.status = identifier(status_column, "status column")
+        # Extra columns the producer reads and carries in each job (message variables).
+        self.param_columns = tuple(identifier(name, "message variable column") for name in param_columns)
+        self.extra = "".join(f", {name}" for name in self.param_columns)
         self._connection = None
 
     def _execute(self, sql: str, args=None) -> list[tuple]:
@@ -113,7 +118,7 @@ class CampaignTable:
     def check(self, need_failure_table: bool = False) -> None:
         """Fail at start-up, with one line, if the table or its columns (or, for
         a consumer, the failure and history tables) are missing."""
-        self._execute(f"SELECT id, {self.phone}, {self.status} FROM {self.table} LIMIT 0")
+        self._execute(f"SELECT id, {self.phone}, {self.status}{self.extra} FROM {self.table} LIMIT 0")
         if need_failure_table:
             self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
             self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
@@ -127,9 +132,9 @@ class CampaignTable:
         """
         while True:
             page = [
-                Row(row_id, phone)
-                for row_id, phone in self._execute(
-                    f"SELECT id, {self.phone} FROM {self.table}"
+                self.row(values)
+                for values in self._execute(
+                    f"SELECT id, {self.phone}{self.extra} FROM {self.table}"
                     f" WHERE {self.status} = %s AND id > %s AND id %% %s = %s"
                     f" ORDER BY id LIMIT %s",
                     (PENDING, after, of, index, page_size),
@@ -141,16 +146,21 @@ class CampaignTable:
                 return
             after = page[-1].id
 
+    def row(self, values: tuple) -> Row:
+        row_id, phone, *params = values
+        return Row(row_id, phone, {name: "" if value is None else str(value)
+                                   for name, value in zip(self.param_columns, params)})
+
     def pending_among(self, ids: list[int]) -> dict[int, Row]:
         """Which of these rows are still pending; a job for any other row is stale."""
         if not ids:
             return {}
         marks = ", ".join(["%s"] * len(ids))
         rows = self._execute(
-            f"SELECT id, {self.phone} FROM {self.table} WHERE {self.status} = %s AND id IN ({marks})",
+            f"SELECT id, {self.phone}{self.extra} FROM {self.table} WHERE {self.status} = %s AND id IN ({marks})",
             (PENDING, *ids),
         )
-        return {row_id: Row(row_id, phone) for row_id, phone in rows}
+        return {row.id: row for row in map(self.row, rows)}
 
     def mark_sent(self, ids: list[int]) -> None:
         if ids:

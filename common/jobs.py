@@ -14,7 +14,7 @@ never scan keys, so other data in the same Redis costs nothing.
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import redis
 
@@ -108,11 +108,14 @@ class Job:
     # The endpoint accepted it but MySQL could not be told yet: whoever claims
     # the job next records it without sending again.
     sent: bool = False
+    params: dict = field(default_factory=dict)  # column -> text, the row's message variables
 
     def encode(self) -> str:
         value = {"phone": self.phone, "attempts": self.attempts}
         if self.sent:
             value["sent"] = True
+        if self.params:
+            value["params"] = self.params
         return json.dumps(value, separators=(",", ":"))
 
 
@@ -131,11 +134,14 @@ def decode_job(row_id: int, raw: str) -> Job | None:
     try:
         value = json.loads(raw)
         phone, attempts, sent = value["phone"], int(value.get("attempts", 0)), value.get("sent", False)
+        params = value.get("params", {})
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     if (phone is not None and not isinstance(phone, str)) or not isinstance(sent, bool):
         return None
-    return Job(row_id, phone, max(attempts, 0), sent)
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        return None
+    return Job(row_id, phone, max(attempts, 0), sent, params)
 
 
 def connect(url: str) -> redis.Redis:
@@ -249,7 +255,7 @@ class JobQueue:
         if jobs:
             pipe = self.redis.pipeline(transaction=False)
             for job in jobs:
-                pipe.set(self.job_key(job.row_id), Job(job.row_id, job.phone, job.attempts, sent=True).encode(), xx=True)
+                pipe.set(self.job_key(job.row_id), replace(job, sent=True).encode(), xx=True)
             self._call("remember sent", pipe.execute)
 
     def count(self, counter: str, amount: int) -> None:

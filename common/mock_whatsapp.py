@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_mock/"
 MAX_DUPLICATE_KEYS = 100
+MAX_BODIES = 10_000  # accepted request bodies kept for tests to read, by idempotency key
 # serve_forever looks for a shutdown request this often; its 0.5 s default would
 # make every stop(), and so every test, half a second slower.
 POLL_SECONDS = 0.05
@@ -186,6 +187,11 @@ class MockWhatsApp:
         with self._lock:
             return dict(self._recipients)
 
+    def bodies(self):
+        """Idempotency key -> the JSON body of the last send accepted for it (the first MAX_BODIES keys)."""
+        with self._lock:
+            return dict(self._bodies)
+
     def _clear_records(self):
         self._requests = 0
         self._hung = 0
@@ -194,6 +200,7 @@ class MockWhatsApp:
         self._attempts = {}
         self._deliveries = {}
         self._recipients = {}
+        self._bodies = {}
         self._duplicate_keys = []
 
     def _begin_send(self):
@@ -239,13 +246,15 @@ class MockWhatsApp:
             "contacts": [{"input": to, "wa_id": to}],
             "messages": [{"id": f"wamid.{random.getrandbits(128):032x}"}],
         }
-        return self._record(200, "OK" if behaviour.plain_body else success, delivery=(key, to))
+        return self._record(200, "OK" if behaviour.plain_body else success, delivery=(key, to, body))
 
     def _record(self, status, payload, headers=None, delivery=None):
         with self._lock:
             self._by_status[status] = self._by_status.get(status, 0) + 1
             if delivery:
-                key, to = delivery
+                key, to, body = delivery
+                if key in self._bodies or len(self._bodies) < MAX_BODIES:
+                    self._bodies[key] = json.loads(body)
                 self._delivered += 1
                 count = self._deliveries[key] = self._deliveries.get(key, 0) + 1
                 self._recipients[to] = self._recipients.get(to, 0) + 1

@@ -47,7 +47,7 @@ class Producer:
         seen = queued = depth = 0
         pages = self.table.pending_rows(partition.index, partition.of, self.settings.batch_size, self.after_id)
         for page in pages:
-            new, depth = self.queue.enqueue([Job(row.id, row.phone) for row in page])
+            new, depth = self.queue.enqueue([Job(row.id, row.phone, params=row.params) for row in page])
             self.after_id = page[-1].id
             seen += len(page)
             queued += new

@@ -12,7 +12,8 @@ from common.sender import HttpSender
 
 
 def campaign_table(settings: Settings) -> CampaignTable:
-    return CampaignTable(settings.database, settings.table, settings.phone_column, settings.status_column)
+    return CampaignTable(settings.database, settings.table, settings.phone_column, settings.status_column,
+                         settings.message_columns)
 
 
 def job_queue(settings: Settings) -> JobQueue:

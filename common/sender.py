@@ -9,7 +9,7 @@ import enum
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.errors import ConfigError, ServiceUnavailable
@@ -30,8 +30,9 @@ class Outcome(enum.Enum):
 @dataclass(frozen=True)
 class Message:
     row_id: int
-    phone: str
+    phone: str  # E.164 digits, without '+'
     idempotency_key: str
+    params: dict = field(default_factory=dict)  # column -> text, the row's message variables
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from common.db import CampaignTable
 from common.jobs import JobQueue
 from common.mock_whatsapp import MockWhatsApp
 from common.producer import Producer
-from common.roles import sender_for
+from common.roles import campaign_table, sender_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/test"
@@ -157,8 +157,7 @@ def table_for(mysql_db):
     tables = []
 
     def build(settings: Settings) -> CampaignTable:
-        tables.append(CampaignTable(settings.database, settings.table, settings.phone_column,
-                                    settings.status_column))
+        tables.append(campaign_table(settings))
         return tables[-1]
 
     yield build

@@ -8,6 +8,7 @@ import base64
 
 from common.errors import ConfigError
 from common.providers._json import dumps, parsed
+from common.providers._text import render
 from common.sender import Message, Outcome, SendResult, classify
 
 TIMELOCK_DELAY = 3600.0  # seconds a timelocked row waits before its next try
@@ -23,7 +24,7 @@ class Gowa:
         self.text = text
 
     def request(self, message: Message) -> tuple[bytes, dict]:
-        body = {"phone": f"{message.phone}@s.whatsapp.net", "message": self.text}
+        body = {"phone": f"{message.phone}@s.whatsapp.net", "message": render(self.text, message.params)}
         return dumps(body), {"Idempotency-Key": message.idempotency_key}
 
     @staticmethod

@@ -6,6 +6,7 @@ throttling, bad recipients and a paused template all with 4xx or 5xx.
 
 from common.errors import ConfigError
 from common.providers._json import dumps, parsed
+from common.providers._text import render
 from common.sender import Message, Outcome, SendResult, classify, parse_retry_after
 
 RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
@@ -16,19 +17,23 @@ DETAIL_LENGTH = 200
 
 class Meta:
     def __init__(self, base_url: str, version: str, phone_number_id: str, token: str,
-                 template: str, language: str, text: str | None):
+                 template: str, language: str, text: str | None, params: tuple[str, ...] = ()):
         self.url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         self.template = template
         self.language = language
         self.text = text
+        self.params = params  # columns filling the template's body parameters, in order
 
     def body(self, message: Message) -> dict:
         if self.text is not None:
             return {"messaging_product": "whatsapp", "to": message.phone, "type": "text",
-                    "text": {"body": self.text}}
-        return {"messaging_product": "whatsapp", "to": message.phone, "type": "template",
-                "template": {"name": self.template, "language": {"code": self.language}}}
+                    "text": {"body": render(self.text, message.params)}}
+        template = {"name": self.template, "language": {"code": self.language}}
+        if self.params:
+            values = [{"type": "text", "text": message.params.get(name, "")} for name in self.params]
+            template["components"] = [{"type": "body", "parameters": values}]
+        return {"messaging_product": "whatsapp", "to": message.phone, "type": "template", "template": template}
 
     def request(self, message: Message) -> tuple[bytes, dict]:
         return dumps(self.body(message)), {"Idempotency-Key": message.idempotency_key}
@@ -54,4 +59,4 @@ def build(settings) -> Meta:
     if not settings.meta_phone_number_id or not settings.whatsapp_token:
         raise ConfigError("WHATSAPP_PROVIDER=meta needs META_PHONE_NUMBER_ID and WHATSAPP_TOKEN")
     return Meta(settings.meta_base_url, settings.meta_api_version, settings.meta_phone_number_id,
-                settings.whatsapp_token, settings.template, settings.language, settings.text)
+                settings.whatsapp_token, settings.template, settings.language, settings.text, settings.params)

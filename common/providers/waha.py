@@ -2,6 +2,7 @@
 
 from common.errors import ConfigError
 from common.providers._json import dumps, parsed
+from common.providers._text import render
 from common.sender import Message, Outcome, SendResult, classify
 
 
@@ -15,7 +16,7 @@ class Waha:
         self.text = text
 
     def request(self, message: Message) -> tuple[bytes, dict]:
-        body = {"session": self.session, "chatId": f"{message.phone}@c.us", "text": self.text}
+        body = {"session": self.session, "chatId": f"{message.phone}@c.us", "text": render(self.text, message.params)}
         return dumps(body), {"Idempotency-Key": message.idempotency_key}
 
     @staticmethod

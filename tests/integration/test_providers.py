@@ -4,6 +4,7 @@ WhatsApp Cloud API: the meta dialect end to end, on the real MariaDB and Redis."
 import pytest
 
 from common.db import PENDING, SENT
+from common.jobs import decode_job
 from tests.conftest import drain_queue
 
 pytestmark = pytest.mark.integration
@@ -35,3 +36,36 @@ def test_meta_token_error_190_stops_the_sender_and_keeps_rows_pending(campaign, 
     assert mock.deliveries() == {}
     assert all(campaign.states()[i] == PENDING for i in ids)
     assert c.paused_until > 0
+
+
+def test_per_row_variables_reach_the_template_from_the_rows_own_columns(campaign, build, mock, real_redis):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40), ADD COLUMN column4 INT")
+    ids = campaign.add(4)
+    for row_id in ids:
+        campaign.query("UPDATE campaign_master_1 SET column2 = %s, column4 = %s WHERE id = %s",
+                       (f"Ana {row_id}", None if row_id == ids[-1] else row_id * 10, row_id))
+    producer, consumer = build
+    for k in (0, 1):
+        producer(index=k, params=("column2", "column4")).loop()
+        row_id = next(i for i in ids if i % 2 == k)
+        queued = decode_job(row_id, real_redis.get(f"job:{row_id}"))  # the producer carries them in the job
+        assert queued.params["column2"] == f"Ana {row_id}"
+        drain_queue(consumer(index=k, meta_base_url=mock.url, params=("column2", "column4"), **META), timeout=30)
+    bodies = mock.bodies()
+    for row_id in ids:
+        parameters = bodies[f"campaign_master_1:{row_id}"]["template"]["components"][0]["parameters"]
+        expected = ["" if row_id == ids[-1] else str(row_id * 10)]  # NULL becomes an empty text
+        assert [p["text"] for p in parameters] == [f"Ana {row_id}", *expected]
+
+
+def test_text_placeholders_take_the_rows_columns(campaign, build, mock):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40)")
+    ids = [i for i in campaign.add(4) if i % 2 == 1]
+    campaign.query("UPDATE campaign_master_1 SET column2 = CONCAT('Budi ', id)")
+    producer, consumer = build
+    text = "Halo {column2}, promo {{today}}"
+    producer(text=text).loop()
+    drain_queue(consumer(meta_base_url=mock.url, **{**META, "text": text}), timeout=30)
+    bodies = mock.bodies()
+    assert {bodies[f"campaign_master_1:{i}"]["text"]["body"] for i in ids} == {
+        f"Halo Budi {i}, promo {{today}}" for i in ids}

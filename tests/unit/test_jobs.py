@@ -140,3 +140,9 @@ def test_remember_sent_does_not_recreate_a_finished_job(fake_redis):
     q = queue(fake_redis)
     q.remember_sent([Job(1, "628100000001")])
     assert fake_redis.exists("job:1") == 0
+
+
+def test_a_jobs_message_variables_survive_the_round_trip():
+    job = Job(3, "628100000003", 2, params={"column2": "Ana"})
+    assert decode_job(3, job.encode()) == job
+    assert decode_job(3, '{"phone": "628100000003", "params": {"column2": 5}}') is None  # not ours

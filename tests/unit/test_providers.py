@@ -109,3 +109,26 @@ def test_text_gateways_need_a_text(name):
 def test_an_unknown_provider_is_a_config_error():
     with pytest.raises(ConfigError, match="WHATSAPP_PROVIDER"):
         settings(provider="twilio")
+
+
+def test_meta_fills_the_template_body_parameters_in_param_order():
+    provider = providers.build("meta", settings(text=None, params=("column4", "column2")))
+    message = Message(7, "628100000007", "campaign_master_1:7", {"column2": "Ana", "column4": "50%"})
+    body = json.loads(provider.request(message)[0])
+    assert body["template"]["components"] == [
+        {"type": "body", "parameters": [{"type": "text", "text": "50%"}, {"type": "text", "text": "Ana"}]}]
+
+
+@pytest.mark.parametrize("name,field", [("waha", "text"), ("gowa", "message"), ("meta", "text")])
+def test_text_placeholders_take_the_rows_values(name, field):
+    provider = providers.build(name, settings(text="Halo {column2}!"))
+    body = json.loads(provider.request(Message(7, "628100000007", "k", {"column2": "Budi"}))[0])
+    assert (body[field]["body"] if name == "meta" else body[field]) == "Halo Budi!"
+
+
+def test_producers_read_the_columns_that_params_and_placeholders_name():
+    assert settings(text="Hi {name} {code}", params=("code", "city")).message_columns == ("code", "city", "name")
+    with pytest.raises(ConfigError, match="placeholder"):
+        settings(text="Hi {user.name}")
+    with pytest.raises(ConfigError, match="--param"):
+        settings(params=("column2; DROP TABLE x",))
