@@ -121,7 +121,10 @@ class AiohttpEngine:
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float, pool_size: int):
         self.url = url
         self.headers = dict(headers)
-        self.timeout = aiohttp.ClientTimeout(connect=min(timeout, 3.0), sock_read=timeout)
+        # `total` bounds a request whatever state its connection is left in
+        # (seen: a request on a connection the server had reset never ended).
+        self.timeout = aiohttp.ClientTimeout(total=min(timeout, 3.0) + timeout, connect=min(timeout, 3.0),
+                                             sock_read=timeout)
         self.pool_size = pool_size
         self.session: aiohttp.ClientSession | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

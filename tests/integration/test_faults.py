@@ -52,7 +52,7 @@ def test_a_429_without_retry_after_backs_off_and_is_sent_once(campaign, build, m
 
 @ENGINES
 def test_connection_resets_are_retried_and_sent_once(campaign, build, mock, engine):
-    mock.configure(reset_rate=0.5)
+    mock.configure(reset_rate=0.3)
     ids = send_all(campaign, build, http_engine=engine)
     assert_sent_once(campaign, mock, ids)
 
