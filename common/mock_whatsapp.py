@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import click
 
+from common.mock_dialects import Cloud, dialect_of, parse_body
+
 logger = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_mock/"
@@ -27,7 +29,6 @@ MAX_BODIES = 10_000  # accepted request bodies kept for tests to read, by idempo
 # make every stop(), and so every test, half a second slower.
 POLL_SECONDS = 0.05
 RESET = object()  # answer to a send: reset the connection instead of replying
-AUTH_ERROR = {"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}
 
 # name: (type, lowest, highest) of each numeric behaviour setting.
 _LIMITS = {
@@ -77,22 +78,6 @@ class Behaviour:
 
 def _error(message, error_type="OAuthException", code=100):
     return {"error": {"message": message, "type": error_type, "code": code}}
-
-
-def _authorized(behaviour, headers):
-    return not behaviour.token or headers.get("Authorization") == f"Bearer {behaviour.token}"
-
-
-def _recipient(body):
-    """Return the "to" of a send body, or raise ValueError saying what is wrong with it."""
-    try:
-        message = json.loads(body)
-    except ValueError as exc:
-        raise ValueError(f"(#100) Request body is not valid JSON: {exc}") from None
-    to = message.get("to") if isinstance(message, dict) else None
-    if not isinstance(to, str) or not to.strip():
-        raise ValueError('(#100) The parameter "to" is required.')
-    return to
 
 
 class MockWhatsApp:
@@ -212,17 +197,17 @@ class MockWhatsApp:
         with self._lock:
             self._in_flight -= 1
 
-    def _answer_send(self, headers, body):
+    def _answer_send(self, headers, body, dialect=Cloud):
         """Decide and record the answer to one send: (status, payload, headers), or None to hang up."""
         behaviour = self.behaviour
         if behaviour.latency_ms:
             self._stopping.wait(behaviour.latency_ms / 1000)
-        if not _authorized(behaviour, headers):
-            return self._record(401, AUTH_ERROR)
+        if not dialect.authorized(behaviour.token, headers):
+            return self._record(*dialect.auth_error)
         try:
-            to = _recipient(body)
+            to = dialect.recipient(parse_body(body))
         except ValueError as exc:
-            return self._record(400, _error(str(exc)))
+            return self._record(400, dialect.bad_request(str(exc)))
         key = headers.get("Idempotency-Key") or f"to:{to}"
         with self._lock:
             attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
@@ -235,18 +220,13 @@ class MockWhatsApp:
             return None
         if attempt <= behaviour.fail_first or random.random() < behaviour.fail_rate:
             status = behaviour.fail_status
-            code = 130429 if status == 429 else 131000
             extra = {} if behaviour.retry_after is None else {"Retry-After": str(behaviour.retry_after)}
-            error = _error(f"Injected failure: HTTP {status}", "MockInjectedFailure", code)
+            error = dialect.failure(status)
             if behaviour.plain_body:
                 error = f"<html><body><h1>{status}</h1></body></html>"
             return self._record(status, error, extra)
-        success = {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": to}],
-            "messages": [{"id": f"wamid.{random.getrandbits(128):032x}"}],
-        }
-        return self._record(200, "OK" if behaviour.plain_body else success, delivery=(key, to, body))
+        status, success = dialect.success(to)
+        return self._record(status, "OK" if behaviour.plain_body else success, delivery=(key, to, body))
 
     def _record(self, status, payload, headers=None, delivery=None):
         with self._lock:
@@ -324,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         mock._begin_send()
         try:
-            answer = mock._answer_send(self.headers, body)
+            answer = mock._answer_send(self.headers, body, dialect_of(path))
             if answer is RESET:
                 # Linger 0 makes close() send a RST: the client sees "connection reset".
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -344,9 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, view(mock))
         elif path.startswith(CONTROL_PREFIX):
             self._reply(404, _error(f"no mock endpoint {path}", "MockError"))
-        elif not _authorized(mock.behaviour, self.headers):
+        elif not dialect_of(path).authorized(mock.behaviour.token, self.headers):
             # Clients probe with a GET at start-up, so bad credentials show before the first send.
-            self._reply(401, AUTH_ERROR)
+            self._reply(*dialect_of(path).auth_error)
         else:
             message = f"Unsupported {self.command} request; messages are sent with POST."
             self._reply(405, _error(message, "GraphMethodException"), {"Allow": "POST"})

@@ -1,6 +1,8 @@
 """Providers over loopback against the real mock, which answers like the
 WhatsApp Cloud API: the meta dialect end to end, on the real MariaDB and Redis."""
 
+import time
+
 import pytest
 
 from common.db import PENDING, SENT
@@ -69,3 +71,48 @@ def test_text_placeholders_take_the_rows_columns(campaign, build, mock):
     bodies = mock.bodies()
     assert {bodies[f"campaign_master_1:{i}"]["text"]["body"] for i in ids} == {
         f"Halo Budi {i}, promo {{today}}" for i in ids}
+
+
+TEXT_GATEWAYS = {
+    "waha": dict(provider="waha", waha_api_key="key-1", text="Halo!"),
+    "gowa": dict(provider="gowa", gowa_username="admin", gowa_password="pw", text="Halo!"),
+}
+CREDENTIAL = {"waha": "key-1", "gowa": "admin:pw"}  # what the mock expects in each dialect
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_GATEWAYS))
+def test_text_gateways_send_each_row_once_in_their_own_dialect(campaign, build, mock, name):
+    producer, consumer = build
+    mock.configure(token=CREDENTIAL[name], fail_first=1, fail_status=500)
+    ids = [i for i in campaign.add(6) if i % 2 == 1]
+    producer().loop()
+    drain_queue(consumer(whatsapp_url=mock.url, max_attempts=5, **TEXT_GATEWAYS[name]), timeout=30)
+    assert mock.deliveries() == {f"campaign_master_1:{i}": 1 for i in ids}
+    assert all(campaign.states()[i] == SENT for i in ids)
+    sent_ids = [m for o, m in campaign.query("SELECT outcome, message_id FROM delivery_attempts") if o == "sent"]
+    assert len(sent_ids) == 3 and all(sent_ids)  # each gateway's own message id was read
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_GATEWAYS))
+def test_text_gateways_refusing_credentials_stop_the_sender(campaign, build, mock, name):
+    producer, consumer = build
+    mock.configure(token="something-else")
+    ids = [i for i in campaign.add(2) if i % 2 == 1]
+    producer().loop()
+    c = consumer(whatsapp_url=mock.url, **TEXT_GATEWAYS[name])
+    for _ in range(10):
+        c.loop()
+    assert mock.deliveries() == {} and campaign.states()[ids[0]] == PENDING and c.paused_until > 0
+
+
+def test_a_gowa_reachout_timelock_parks_the_row_instead_of_hammering(campaign, build, mock, real_redis):
+    producer, consumer = build
+    mock.configure(token="admin:pw", fail_first=1, fail_status=429)  # answered WA_REACHOUT_TIMELOCK
+    row = [i for i in campaign.add(2) if i % 2 == 1][0]
+    producer().loop()
+    c = consumer(whatsapp_url=mock.url, **TEXT_GATEWAYS["gowa"])
+    for _ in range(20):
+        c.loop()
+    assert mock.stats()["requests"] == 1 and campaign.states()[row] == PENDING
+    due_in = real_redis.zscore("due:2:1", row) / 1000 - time.time()
+    assert due_in > 3000  # about an hour away
