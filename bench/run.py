@@ -32,6 +32,7 @@ from bench.report import RunResult  # noqa: E402
 from bench.scaling import SCALING_PENDING, Checks  # noqa: E402
 from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
 from common.errors import CampaignError, ConfigError  # noqa: E402
+from common.http_engines import ENGINES  # noqa: E402
 
 ROLES = ["producers.odd", "producers.even", "consumers.odd", "consumers.even"]
 # The project's settings: none may leak in from the caller's environment or .env.
@@ -250,7 +251,7 @@ def run(options: dict) -> None:
               help="BATCH_SIZE of every process, the baseline's included.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
               help="POLL_INTERVAL of the four processes.")
-@click.option("--http-engine", type=click.Choice(["requests", "urllib3", "aiohttp"]), default="aiohttp", show_default=True,
+@click.option("--http-engine", type=click.Choice(sorted(ENGINES)), default="aiohttp", show_default=True,
               help="HTTP_ENGINE of the consumers.")
 @click.option("--endpoint", type=click.Choice(["auto", "nginx", "async", "python"]), default="auto", show_default=True,
               help="auto: nginx for 0 ms when installed, else bench/async_endpoint.py; python is the "

@@ -1,9 +1,9 @@
 """The consumer: claimed job → send → record, for one partition.
 
-Sends run on threads (or one asyncio loop, for an async sender) and stream: a new send starts as soon as
-one ends, never waiting for the slowest of a batch. Bookkeeping is batched:
-one MySQL update and one Redis round trip for all the sends that ended in the
-last RECORD_EVERY seconds.
+Sends run on threads (or one asyncio loop, for an async sender) and stream:
+a new send starts as soon as one ends, never waiting for the slowest of a
+batch. Bookkeeping is batched: one MySQL update and one Redis round trip for
+all the sends that ended in the last RECORD_EVERY seconds.
 
 Order of the bookkeeping after a 2xx: MySQL first (the row is no longer
 pending), then Redis (the job key is deleted). The other order would let a

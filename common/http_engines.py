@@ -8,6 +8,7 @@ sends from one asyncio loop instead of a thread per send and costs about a
 fifth. That matters once our own overhead, not the gateway, limits the rate.
 """
 
+import abc
 import asyncio
 from dataclasses import dataclass
 from typing import Mapping, Protocol
@@ -34,6 +35,8 @@ class Answer:
 
 
 class HttpEngine(Protocol):
+    is_async: bool  # True: `post` is a coroutine, run on the consumer's asyncio loop
+
     def get(self) -> Answer: ...
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> Answer: ...
@@ -41,8 +44,10 @@ class HttpEngine(Protocol):
     def close(self) -> None: ...
 
 
-class BlockingEngine:
+class BlockingEngine(abc.ABC):
     """GET and POST through a subclass's blocking `call`, on the caller's thread."""
+
+    is_async = False
 
     def get(self) -> Answer:
         return self.call("GET", None, {})
@@ -50,8 +55,8 @@ class BlockingEngine:
     def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
         return self.call("POST", body, headers)
 
-    def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer: ...
 
 
 class RequestsEngine(BlockingEngine):

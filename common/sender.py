@@ -115,7 +115,7 @@ class HttpSender:
         self.engine = engine
         self.provider = provider
         self.url = provider.url
-        self.is_async = getattr(engine, "is_async", False)
+        self.is_async = engine.is_async
 
     def probe(self) -> None:
         try:

@@ -40,6 +40,7 @@ import requests
 from common.config import Partition
 from common.db import FAILED, PENDING, SENT
 from common.errors import EXIT_UNAVAILABLE
+from common.http_engines import ENGINES
 from common.jobs import JobQueue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -901,7 +902,7 @@ def interrupt(signum, _frame) -> None:
                    f"the consumers time out after {REQUEST_TIMEOUT:g} s).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
               help="Sends in flight per consumer.")
-@click.option("--http-engine", type=click.Choice(["requests", "urllib3", "aiohttp"]), default="requests",
+@click.option("--http-engine", type=click.Choice(sorted(ENGINES)), default="requests",
               show_default=True, help="HTTP_ENGINE of the consumers.")
 @click.option("--seed", type=int, default=None, help="Seed for the run's random choices (printed when not given).")
 @click.option("--keep", is_flag=True, help="Keep the run's directory (logs, MariaDB data) even when it passes.")

@@ -7,12 +7,11 @@ throttling, bad recipients and a paused template all with 4xx or 5xx.
 from common.errors import ConfigError
 from common.providers._json import dumps, parsed
 from common.providers._text import render
-from common.sender import Message, Outcome, SendResult, classify, parse_retry_after
+from common.sender import DETAIL_LENGTH, Message, Outcome, SendResult, classify, parse_retry_after
 
 RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
 ROW_FAILED_CODES = {131026, 100, 131047, 131030, 132000, 132001, 132012}
 SENDER_DOWN_CODES = {190, 0, 131048, 131031, 368, 132015, 132016}
-DETAIL_LENGTH = 200
 
 
 class Meta:

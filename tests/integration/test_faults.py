@@ -10,6 +10,7 @@ import time
 import pytest
 
 from common.db import PENDING, SENT
+from common.http_engines import ENGINES
 from tests.conftest import database_url, drain_queue, start_role
 from tests.integration.test_processes import stop, wait_for
 from tests.tcp_proxy import TcpProxy
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 MYSQL_OUTAGE_SECONDS = 30
 # Endpoint faults must read the same through every HTTP engine.
-ENGINES = pytest.mark.parametrize("engine", ["requests", "urllib3", "aiohttp"])
+EVERY_ENGINE = pytest.mark.parametrize("engine", sorted(ENGINES))
 
 
 def send_all(campaign, build, rows=20, **consumer_settings):
@@ -35,7 +36,7 @@ def assert_sent_once(campaign, mock, ids):
     assert mock.deliveries() == {f"campaign_master_1:{i}": 1 for i in ids}
 
 
-@ENGINES
+@EVERY_ENGINE
 def test_a_burst_of_5xx_is_ridden_out(campaign, build, mock, engine):
     mock.configure(fail_first=3, fail_status=503)
     ids = send_all(campaign, build, http_engine=engine)
@@ -43,28 +44,28 @@ def test_a_burst_of_5xx_is_ridden_out(campaign, build, mock, engine):
     assert mock.stats()["by_status"]["503"] == 3 * len(ids)
 
 
-@ENGINES
+@EVERY_ENGINE
 def test_a_429_without_retry_after_backs_off_and_is_sent_once(campaign, build, mock, engine):
     mock.configure(fail_first=2, fail_status=429)
     ids = send_all(campaign, build, http_engine=engine)
     assert_sent_once(campaign, mock, ids)
 
 
-@ENGINES
+@EVERY_ENGINE
 def test_connection_resets_are_retried_and_sent_once(campaign, build, mock, engine):
     mock.configure(reset_rate=0.3)
     ids = send_all(campaign, build, http_engine=engine)
     assert_sent_once(campaign, mock, ids)
 
 
-@ENGINES
+@EVERY_ENGINE
 def test_timeouts_are_retried_and_sent_once(campaign, build, mock, engine):
     mock.configure(timeout_rate=0.3, hang_seconds=1.5)
     ids = send_all(campaign, build, request_timeout=0.5, http_engine=engine)
     assert_sent_once(campaign, mock, ids)
 
 
-@ENGINES
+@EVERY_ENGINE
 def test_bodies_that_are_not_json_are_read_by_status_alone(campaign, build, mock, engine):
     mock.configure(plain_body=True, fail_first=1, fail_status=502)
     ids = send_all(campaign, build, http_engine=engine)
