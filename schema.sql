@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     outcome ENUM('sent', 'retry', 'failed') NOT NULL,
     http_status SMALLINT NULL,
     message_id VARCHAR(128) NULL,
+    sender VARCHAR(128) NULL,  -- which sender (number, session, endpoint) the attempt went through
     error VARCHAR(255) NULL,
     latency_ms INT NULL,
     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),

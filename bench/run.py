@@ -31,17 +31,13 @@ from bench.machine import Interval, Meter  # noqa: E402
 from bench.report import RunResult  # noqa: E402
 from bench.scaling import SCALING_PENDING, Checks  # noqa: E402
 from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
+from common.cli import environment_variables  # noqa: E402
 from common.errors import CampaignError, ConfigError  # noqa: E402
 from common.http_engines import ENGINES  # noqa: E402
 
 ROLES = ["producers.odd", "producers.even", "consumers.odd", "consumers.even"]
 # The project's settings: none may leak in from the caller's environment or .env.
-PROJECT_VARIABLES = {
-    "DATABASE_URL", "REDIS_URL", "WHATSAPP_URL", "WHATSAPP_TOKEN", "WHATSAPP_TEMPLATE", "WHATSAPP_LANGUAGE",
-    "WHATSAPP_TIMEOUT", "CAMPAIGN_TABLE", "PHONE_COLUMN", "STATUS_COLUMN", "POLL_INTERVAL", "BATCH_SIZE",
-    "CONCURRENCY", "MAX_ATTEMPTS", "RETRY_DELAY", "LEASE_SECONDS", "MAX_QUEUED", "KEY_PREFIX", "LOG_LEVEL",
-    "PARTITION", "PARTITIONS", "ONCE", "HTTP_ENGINE", "FULL_SCAN_INTERVAL",
-}
+PROJECT_VARIABLES = environment_variables()
 WATCH_EVERY = 0.1  # seconds between "anything still pending?" queries
 # A producer's page read just before its rows were sent queues them again; the
 # consumers drop such stale jobs unsent on their next claim. Time to do so

@@ -5,7 +5,6 @@ them from `.env`. Expected failures print one line and exit non-zero:
 2 for bad configuration, 3 for a service that cannot be reached.
 """
 
-import logging
 import sys
 
 import click
@@ -13,9 +12,11 @@ import click
 from common.config import Partition, Settings, check_redis_url, parse_database_url
 from common import providers
 from common.errors import CampaignError
+from common.logs import configure_logging
 from common.http_engines import ENGINES
 
-SHARED_OPTIONS = [
+# Where the campaign is: every command needs these (the roles, status).
+SERVICE_OPTIONS = [
     click.option("--database-url", envvar="DATABASE_URL", required=True, show_envvar=True,
                  help="mysql://user:password@host:3306/database"),
     click.option("--redis-url", envvar="REDIS_URL", default="redis://127.0.0.1:6379/0", show_envvar=True,
@@ -28,6 +29,17 @@ SHARED_OPTIONS = [
                  show_default=True, help="Column holding 1 pending / 0 sent / 2 failed."),
     click.option("--key-prefix", envvar="KEY_PREFIX", default="", show_envvar=True,
                  help="Prefix for every Redis key; set it when two campaigns share one Redis."),
+]
+
+# A row's own template or text (producers read the columns, consumers send them, the web API fills them).
+CONTENT_COLUMN_OPTIONS = [
+    click.option("--template-column", envvar="TEMPLATE_COLUMN", default=None, show_envvar=True,
+                 help="A column holding a row's own template name (rows where it is empty use WHATSAPP_TEMPLATE)."),
+    click.option("--text-column", envvar="TEXT_COLUMN", default=None, show_envvar=True,
+                 help="A column holding a row's own text, sent as it is (empty: the campaign's)."),
+]
+
+SHARED_OPTIONS = SERVICE_OPTIONS + CONTENT_COLUMN_OPTIONS + [
     click.option("--interval", "poll_interval", envvar="POLL_INTERVAL", type=float, default=5.0,
                  show_envvar=True, show_default=True, help="Seconds between polls when idle."),
     click.option("--batch-size", envvar="BATCH_SIZE", type=int, default=500, show_envvar=True,
@@ -39,9 +51,22 @@ SHARED_OPTIONS = [
                  help="A column whose value fills the template's next body parameter (repeat it; the variable "
                       "takes names separated by spaces). Producers read these columns with each row."),
     click.option("--once", is_flag=True, envvar="ONCE", show_envvar=True,
-                 help="Run one cycle and exit (for cron); exit code 0 when it worked."),
+                 help="Run one cycle and exit (for cron); exit code 0 when it worked, 4 when another copy of "
+                      "this role and partition is still running (a lock in Redis)."),
+    click.option("--exclusive", is_flag=True, envvar="EXCLUSIVE", show_envvar=True,
+                 help="Take the same lock while running, so a second copy of this role and partition exits "
+                      "with code 4 (by default several consumers of one partition may share the work)."),
     click.option("--log-level", envvar="LOG_LEVEL", default="INFO", show_envvar=True, show_default=True,
                  type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+    click.option("--metrics-port", envvar="METRICS_PORT", type=click.IntRange(1, 65535), default=None,
+                 show_envvar=True, help="Serve Prometheus metrics at http://METRICS_HOST:PORT/metrics."),
+    click.option("--metrics-host", envvar="METRICS_HOST", default="127.0.0.1", show_envvar=True,
+                 show_default=True, help="Address for --metrics-port (0.0.0.0 for every interface)."),
+    click.option("--log-format", envvar="LOG_FORMAT", default="text", show_envvar=True, show_default=True,
+                 type=click.Choice(["text", "json"]),
+                 help="json: one object per line (time, level, role, partition, event, row_id) for log shippers."),
+    click.option("--show-phones", is_flag=True, envvar="SHOW_PHONES", show_envvar=True,
+                 help="Log phone numbers in full; by default they are masked (62******89)."),
 ]
 
 PRODUCER_OPTIONS = [
@@ -54,10 +79,32 @@ PRODUCER_OPTIONS = [
 ]
 
 CONSUMER_OPTIONS = [
-    click.option("--whatsapp-url", envvar="WHATSAPP_URL", default="http://localhost:8080/test_camp",
-                 show_envvar=True, show_default=True, help="Endpoint every message is POSTed to."),
+    click.option("--whatsapp-url", envvar=["WHATSAPP_ENDPOINTS", "WHATSAPP_URL"],
+                 default="http://localhost:8080/test_camp", show_envvar=True, show_default=True,
+                 help="Endpoint every message is POSTed to. Several, separated by commas, are several senders: "
+                      "sends rotate among the healthy ones. So do lists in WHATSAPP_TOKEN, WAHA_SESSION, "
+                      "WAHA_API_KEY, META_PHONE_NUMBER_ID, GOWA_USERNAME, GOWA_PASSWORD and RATE (one value "
+                      "for all senders, or one per sender)."),
     click.option("--whatsapp-token", envvar="WHATSAPP_TOKEN", default=None, show_envvar=True,
                  help="Bearer token for the endpoint (optional; never logged)."),
+    click.option("--rate", envvar="RATE", default=None, show_envvar=True,
+                 help="Most sends per sender, shared by every consumer on every host: 80/s, 20/min, 500/h. "
+                      "Sends are spread evenly, never in bursts. Default: no limit."),
+    click.option("--jitter", envvar="JITTER", type=float, default=0.0, show_envvar=True, show_default=True,
+                 help="Seconds: each gap between two sends to one sender grows by a random 0..JITTER, so "
+                      "the spacing looks human (on average JITTER/2 slower)."),
+    click.option("--window", envvar="SEND_WINDOW", default=None, show_envvar=True,
+                 help="Hours sends may start, like 09:00-18:00 (22:00-06:00 spans midnight). Outside it "
+                      "nothing is claimed; rows wait. Default: any time."),
+    click.option("--timezone", envvar="SEND_TIMEZONE", default=None, show_envvar=True,
+                 help="Time zone of --window, like Asia/Jakarta. Default: the host's."),
+    click.option("--breaker-failures", envvar="BREAKER_FAILURES", type=int, default=10, show_envvar=True,
+                 show_default=True, help="Consecutive failed sends (5xx, 429, timeouts) that stop a sender for "
+                                         "a cool-down. A refused credential stops it at once."),
+    click.option("--breaker-cooldown", envvar="BREAKER_COOLDOWN", type=float, default=30.0, show_envvar=True,
+                 show_default=True, help="Seconds a stopped sender rests before a few trial sends."),
+    click.option("--breaker-successes", envvar="BREAKER_SUCCESSES", type=int, default=3, show_envvar=True,
+                 show_default=True, help="Trial sends that must go through before a stopped sender is used again."),
     click.option("--template", envvar="WHATSAPP_TEMPLATE", default="hello_world", show_envvar=True,
                  show_default=True, help="Message template name."),
     click.option("--language", envvar="WHATSAPP_LANGUAGE", default="en_US", show_envvar=True,
@@ -91,7 +138,7 @@ CONSUMER_OPTIONS = [
     click.option("--meta-phone-number-id", envvar="META_PHONE_NUMBER_ID", default=None, show_envvar=True,
                  help="meta: the sending phone number's id (WHATSAPP_TOKEN is the access token)."),
     click.option("--waha-session", envvar="WAHA_SESSION", default="default", show_envvar=True, show_default=True,
-                 help="waha: session name."),
+                 help="waha: session name; default,marketing,support makes three senders."),
     click.option("--waha-api-key", envvar="WAHA_API_KEY", default=None, show_envvar=True,
                  help="waha: X-Api-Key (never logged)."),
     click.option("--gowa-username", envvar="GOWA_USERNAME", default=None, show_envvar=True,
@@ -108,14 +155,14 @@ PARTITION_OPTIONS = [
 ]
 
 
-def configure_logging(level: str, role: str, partition: Partition) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s {role}[{partition}] %(name)s: %(message)s",
-    )
-    # urllib3 logs every request at DEBUG, with its URL; one line per send is too many.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+def environment_variables() -> set[str]:
+    """Every variable the roles read: tools that start roles with settings of
+    their own (the benchmark) keep the caller's out."""
+    names = set()
+    for option in SHARED_OPTIONS + PRODUCER_OPTIONS + CONSUMER_OPTIONS + PARTITION_OPTIONS:
+        envvar = option(lambda: None).__click_params__[0].envvar
+        names.update([envvar] if isinstance(envvar, str) else envvar)
+    return names
 
 
 def build_settings(options: dict, partition: Partition) -> Settings:
@@ -123,6 +170,7 @@ def build_settings(options: dict, partition: Partition) -> Settings:
     database = parse_database_url(options.pop("database_url"))
     check_redis_url(options["redis_url"])
     options.pop("log_level")
+    options.pop("log_format")
     return Settings(database=database, partition=partition, **options)
 
 
@@ -134,7 +182,7 @@ def make_command(role: str, run, extra_options: list, index: int | None = None, 
     def command(**options):
         try:
             partition = Partition(options.pop("index", index), options.pop("of", of))
-            configure_logging(options["log_level"], role, partition)
+            configure_logging(options["log_level"], options["log_format"], role, partition)
             run(build_settings(options, partition))
         except CampaignError as exc:
             click.echo(f"{role}: error: {exc}", err=True)

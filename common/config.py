@@ -7,12 +7,13 @@ with one line instead of deep inside a loop.
 
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
 from common import providers
 from common.http_engines import ENGINES
+from common.pacing import SendWindow, parse_rate
 from common.phones import check_region
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -33,6 +34,24 @@ def placeholders(text: str | None) -> list[str]:
         if name is not None and name not in names:
             names.append(identifier(name, "placeholder in WHATSAPP_TEXT"))
     return names
+
+
+# Settings that may list one value per sender, separated by commas, and the
+# variable each is read from. One value serves every sender.
+PER_SENDER = {
+    "whatsapp_url": "WHATSAPP_ENDPOINTS",
+    "whatsapp_token": "WHATSAPP_TOKEN",
+    "meta_phone_number_id": "META_PHONE_NUMBER_ID",
+    "waha_session": "WAHA_SESSION",
+    "waha_api_key": "WAHA_API_KEY",
+    "gowa_username": "GOWA_USERNAME",
+    "gowa_password": "GOWA_PASSWORD",
+    "rate": "RATE",
+}
+
+
+def listed(value: str | None) -> list[str | None]:
+    return [part.strip() for part in value.split(",")] if value else [value]
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,10 @@ class Settings:
     poll_interval: float = 5.0
     batch_size: int = 500
     once: bool = False
+    exclusive: bool = False  # take the run lock, as --once always does
+    metrics_port: int | None = None  # serve Prometheus metrics here
+    metrics_host: str = "127.0.0.1"
+    show_phones: bool = False  # in logs; masked by default
     # Producer
     max_queued: int = 50_000
     full_scan_interval: float = 60.0
@@ -142,6 +165,8 @@ class Settings:
     default_region: str | None = None  # for national phone numbers, e.g. ID
     text: str | None = None  # a text message instead of the template; {column} takes the row's value
     params: tuple[str, ...] = ()  # columns whose values fill the template's body parameters, in order
+    template_column: str | None = None  # a row's own template name, when it has one
+    text_column: str | None = None  # a row's own text (sent as it is), when it has one
     meta_base_url: str = "https://graph.facebook.com"
     meta_api_version: str = "v21.0"
     meta_phone_number_id: str | None = None
@@ -149,12 +174,26 @@ class Settings:
     waha_api_key: str | None = field(default=None, repr=False)
     gowa_username: str | None = None
     gowa_password: str | None = field(default=None, repr=False)
+    # Several senders, failover and pacing
+    rate: str | None = None  # per sender, shared by all consumers: 80/s, 20/min
+    jitter: float = 0.0  # seconds: each gap between sends to one sender grows by a random 0..jitter
+    window: str | None = None  # 09:00-18:00: no claims outside it
+    timezone: str | None = None  # of the window; the host's when unset
+    breaker_failures: int = 10
+    breaker_cooldown: float = 30.0
+    breaker_successes: int = 3
 
     def __post_init__(self):
         identifier(self.table, "table name")
         identifier(self.phone_column, "phone column")
         identifier(self.status_column, "status column")
-        check_http_url(self.whatsapp_url, "WHATSAPP_URL")
+        for url in listed(self.whatsapp_url):
+            check_http_url(url, "WHATSAPP_URL")
+        self.sender_count()
+        for rate in listed(self.rate):
+            if rate:
+                parse_rate(rate)
+        self.send_window()
         positive = {
             "poll interval": self.poll_interval,
             "batch size": self.batch_size,
@@ -164,6 +203,9 @@ class Settings:
             "max attempts": self.max_attempts,
             "lease seconds": self.lease_seconds,
             "request timeout": self.request_timeout,
+            "breaker failures": self.breaker_failures,
+            "breaker cool-down": self.breaker_cooldown,
+            "breaker successes": self.breaker_successes,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -176,11 +218,14 @@ class Settings:
             raise ConfigError(f"DEFAULT_REGION: {exc}") from None
         for name in self.params:
             identifier(name, "message variable column (--param)")
+        for name, what in ((self.template_column, "TEMPLATE_COLUMN"), (self.text_column, "TEXT_COLUMN")):
+            if name is not None:
+                identifier(name, what)
         placeholders(self.text)  # fails with one line on a placeholder that is not a column name
         if self.provider not in providers.names():
             raise ConfigError(f"WHATSAPP_PROVIDER must be one of {', '.join(providers.names())}, got {self.provider!r}")
-        if self.retry_delay < 0:
-            raise ConfigError(f"retry delay must not be negative, got {self.retry_delay}")
+        if self.retry_delay < 0 or self.jitter < 0:
+            raise ConfigError(f"retry delay and jitter must not be negative, got {self.retry_delay}, {self.jitter}")
         # Leases are renewed every third of a lease while a job is held, so
         # they only need to outlast a few renewal round trips.
         if self.lease_seconds < 1:
@@ -189,4 +234,32 @@ class Settings:
     @property
     def message_columns(self) -> tuple[str, ...]:
         """Columns the producer reads with each row and carries in its job."""
-        return tuple(dict.fromkeys([*self.params, *placeholders(self.text)]))
+        own = [name for name in (self.template_column, self.text_column) if name]
+        return tuple(dict.fromkeys([*self.params, *placeholders(self.text), *own]))
+
+    def sender_count(self) -> int:
+        """How many senders the per-sender lists describe; each list has one value or one per sender."""
+        lengths = {name: len(listed(getattr(self, name))) for name in PER_SENDER}
+        count = max(lengths.values())
+        for name, length in lengths.items():
+            if length not in (1, count):
+                raise ConfigError(f"{PER_SENDER[name]} lists {length} values for {count} senders: "
+                                  "give one value for all of them or one per sender")
+        return count
+
+    def per_sender(self) -> list["Settings"]:
+        """One Settings per sender, each with that sender's URL, credentials and rate."""
+        count = self.sender_count()
+        if count == 1:
+            return [self]
+        lists = {name: listed(getattr(self, name)) for name in PER_SENDER}
+        return [replace(self, **{name: values[i if len(values) > 1 else 0] for name, values in lists.items()})
+                for i in range(count)]
+
+    def sender_rates(self, count: int) -> list[float | None]:
+        """Sends a second allowed per sender (None: no limit), for `count` senders."""
+        rates = [parse_rate(rate) if rate else None for rate in listed(self.rate)]
+        return rates * count if len(rates) == 1 else rates
+
+    def send_window(self) -> SendWindow | None:
+        return SendWindow.parse(self.window, self.timezone) if self.window else None

@@ -18,18 +18,20 @@ import random
 import time
 from collections import Counter
 
+from common import metrics
 from common.config import Settings
 from common.db import Attempt, CampaignTable, Failure, Row
 from common.errors import ServiceUnavailable
 from common.jobs import Claim, Job, JobQueue, now_ms
 from common.leases import LeaseKeeper
+from common.pause import PauseSwitch
 from common.phones import InvalidPhone, mask_phone, normalise_phone
+from common.routing import SenderPool, Turn
 from common.send_workers import sends_for
 from common.sender import Message, Outcome, Sender, SendResult
 
 log = logging.getLogger(__name__)
 
-SENDER_DOWN_PAUSE = 30.0  # seconds without sends after the endpoint refused our credentials
 REPORT_EVERY = 10.0  # seconds between summary lines
 RECORD_EVERY = 0.1  # seconds between bookkeeping writes while sends stream
 MAX_RETRY_DELAY = 600.0
@@ -63,15 +65,20 @@ class Outcomes:
 
 
 class Consumer:
-    def __init__(self, settings: Settings, table: CampaignTable, queue: JobQueue, sender: Sender):
+    def __init__(self, settings: Settings, table: CampaignTable, queue: JobQueue, senders: list[Sender]):
         self.settings = settings
         self.table = table
         self.queue = queue
-        self.sender = sender
+        self.senders = SenderPool.build(senders, queue.redis, settings)
+        self.window = settings.send_window()
+        self.pause = PauseSwitch(queue.redis, settings.key_prefix, settings.partition)
+        self.partition_label = str(settings.partition)
+        self.window_was_open = True
+        self.holding = False  # paused or outside the send window: no claims, and claimed jobs go back
         # Claim at most two rounds of sends ahead, so a claimed job waits for
         # a free thread about one request time.
         self.capacity = settings.concurrency * 2
-        self.workers = sends_for(sender, settings.concurrency, self.send, self.send_async, self.send_crashed)
+        self.workers = sends_for(self.senders, settings.concurrency, self.send, self.send_async, self.send_crashed)
         self.leases = LeaseKeeper(queue, settings.lease_seconds)
         self.in_flight: dict[int, Job] = {}  # row id -> job, from claim until its send ends
         self.ended: list[tuple[Job, SendResult | None]] = []
@@ -81,14 +88,13 @@ class Consumer:
         self.mysql_away = False  # while True, each 2xx goes into Redis as soon as it arrives
         self.history: list[Attempt] = []
         self.stopping = False
-        self.paused_until = 0.0
         self.tally = Counter()
         self.last_report = time.monotonic()
 
     def initialize(self) -> None:
         self.table.check(need_failure_table=True)
         self.queue.depth()
-        self.sender.probe()
+        self.senders.probe()
         self.leases.start()
 
     def loop(self) -> bool:
@@ -99,6 +105,9 @@ class Consumer:
         if self.record_due():
             self.record()
         busy = bool(self.in_flight)
+        # Read every cycle, even when no claim is possible: sends already
+        # claimed must not start while paused or outside the window either.
+        self.holding = self.pause.is_paused() or not self.in_window()
         if self.may_claim():
             busy = self.claim_and_start() > 0 or busy
         self.collect(timeout=0.05 if self.in_flight else 0)
@@ -123,9 +132,22 @@ class Consumer:
         return (
             not self.stopping
             and not self.stuck  # bookkeeping cannot be written (MySQL or Redis down): send nothing new
-            and time.monotonic() >= self.paused_until
             and free >= max(1, self.settings.concurrency // 2)
+            and self.senders.ready()  # some sender's breaker lets sends through
+            and not self.holding  # paused, or outside the send window
         )
+
+    def in_window(self) -> bool:
+        """Outside the send window nothing is claimed; rows wait in the queue."""
+        is_open = self.window is None or self.window.is_open()
+        if is_open != self.window_was_open:
+            if is_open:
+                log.info("the send window %s is open: sending", self.window)
+            else:
+                log.info("outside the send window %s: no sends for %.0f min", self.window,
+                         self.window.opens_in() / 60)
+            self.window_was_open = is_open
+        return is_open
 
     def claim_and_start(self) -> int:
         """Claim due jobs, drop stale ones, start the rest. Returns how many were claimed."""
@@ -175,29 +197,42 @@ class Consumer:
         self.workers.submit((job, message))
 
     def send(self, item: tuple[Job, Message]) -> SendResult | None:
-        """Runs in a send thread. None means not sent: see `may_send`."""
-        if not self.may_send(item[1]):
+        """Runs in a send thread. None means not sent: no sender may be used
+        now, or see `may_send`."""
+        turn = self.senders.turn()
+        if not self.usable(turn, item[1]):
             return None
-        started = time.perf_counter()
-        return self.sent(item[0], self.sender.send(item[1]), started)
+        return self.sent(item[0], turn.send(item[1]))
 
     async def send_async(self, item: tuple[Job, Message]) -> SendResult | None:
         """The same, on the asyncio loop of an async sender."""
-        if not self.may_send(item[1]):
+        turn = await self.senders.turn_async()
+        if not self.usable(turn, item[1]):
             return None
-        started = time.perf_counter()
-        return self.sent(item[0], await self.sender.send_async(item[1]), started)
+        return self.sent(item[0], await turn.send_async(item[1]))
+
+    def usable(self, turn: Turn | None, message: Message) -> bool:
+        """A turn is used only if the message may still be sent; a half-open
+        breaker's trial that is not used goes back."""
+        if turn is None:
+            return False
+        if not self.may_send(message):
+            turn.give_back()
+            return False
+        return True
 
     def may_send(self, message: Message) -> bool:
         """Not when the lease was lost or is nearly over (another consumer may
         be about to claim the job), nor while MySQL is away (a 2xx could not
-        be recorded, so better not to send yet)."""
-        return not self.mysql_away and self.leases.remaining_ms(message.row_id) >= self.settings.lease_seconds * 500
+        be recorded, so better not to send yet), nor while paused or outside
+        the send window (the job goes back to the queue)."""
+        return (not self.mysql_away and not self.holding
+                and self.leases.remaining_ms(message.row_id) >= self.settings.lease_seconds * 500)
 
-    def sent(self, job: Job, result: SendResult, started: float) -> SendResult:
+    def sent(self, job: Job, result: SendResult) -> SendResult:
         if self.mysql_away and result.outcome is Outcome.SENT:
             self.remember_at_once(job)
-        return dataclasses.replace(result, latency_ms=round((time.perf_counter() - started) * 1000))
+        return result
 
     def remember_at_once(self, job: Job) -> None:
         """While MySQL is away, a 2xx must not wait for the next cycle to be
@@ -228,9 +263,10 @@ class Consumer:
                 continue
             if result.detail != ACCEPTED_EARLIER:
                 out.history.append(self.history_line(job, attempt, result))
+                self.count_send(result)
             if result.outcome is Outcome.SENDER_DOWN:
+                # Its breaker is open now; the row goes to another sender or waits.
                 out.moves.append((job.row_id, now_ms(), None))
-                self.pause_sender(result)
             elif result.outcome is Outcome.SENT:
                 out.sent.append(job)
             elif result.outcome is Outcome.FAILED or attempt >= self.settings.max_attempts:
@@ -240,6 +276,12 @@ class Consumer:
                 out.moves.append((job.row_id, now_ms() + int(delay * 1000), dataclasses.replace(job, attempts=attempt)))
         return out
 
+    def count_send(self, result: SendResult) -> None:
+        metrics.SENDS.labels(self.partition_label, self.settings.provider, result.sender or "-",
+                             result.outcome.value).inc()
+        if result.latency_ms is not None:
+            metrics.SEND_SECONDS.labels(self.settings.provider).observe(result.latency_ms / 1000)
+
     def history_line(self, job: Job, attempt: int, result: SendResult) -> Attempt:
         if result.outcome is Outcome.SENT:
             outcome = "sent"
@@ -248,7 +290,7 @@ class Consumer:
         else:
             outcome = "retry"
         return Attempt(job.row_id, attempt, outcome, result.status, result.message_id,
-                       result.detail or None, result.latency_ms)
+                       result.detail or None, result.latency_ms, result.sender)
 
     def record(self) -> None:
         """Write the outcomes of ended sends: MySQL first, then Redis.
@@ -279,8 +321,11 @@ class Consumer:
                 held.pop(job.row_id, None)
         retried = sum(1 for _, _, job in out.moves if job is not None)
         self.queue.count("retried", retried)
+        metrics.RETRIES.labels(self.partition_label).inc(retried)
+        phones = {job.row_id: job.phone for job, _ in self.ended}
         for failure in out.failed:
-            log.warning("row %d failed after %d attempts: %s", failure.row_id, failure.attempts, failure.reason)
+            log.warning("row %d (%s) failed after %d attempts: %s", failure.row_id, self.shown(phones[failure.row_id]),
+                        failure.attempts, failure.reason, extra={"row_id": failure.row_id})
         self.tally.update(sent=len(out.sent), failed=len(out.failed), retried=retried)
         self.remembered -= {job.row_id for job, _ in self.ended}
         self.ended = []
@@ -288,6 +333,10 @@ class Consumer:
         self.last_record = time.monotonic()
         self.history += out.history
         self.write_history()
+
+    def shown(self, phone: str | None) -> str:
+        """A phone as logs show it: masked unless SHOW_PHONES."""
+        return (phone or "") if self.settings.show_phones else mask_phone(phone)
 
     def mysql_lost(self) -> None:
         """MySQL just failed: from now on each 2xx goes into Redis as it
@@ -318,12 +367,6 @@ class Consumer:
             return
         self.history = []
 
-    def pause_sender(self, result: SendResult) -> None:
-        if time.monotonic() >= self.paused_until:
-            log.error("the endpoint refused our credentials (%s); no sends for %.0f s, rows stay pending",
-                      result.detail, SENDER_DOWN_PAUSE)
-        self.paused_until = time.monotonic() + SENDER_DOWN_PAUSE
-
     def report(self, force: bool = False) -> None:
         """One summary line every REPORT_EVERY seconds, never one per send."""
         elapsed = time.monotonic() - self.last_report
@@ -336,8 +379,14 @@ class Consumer:
         self.tally.clear()
         self.last_report = time.monotonic()
 
+    def vitals(self) -> dict:
+        """What its heartbeat tells `status`: jobs claimed and not yet recorded."""
+        return {"in_flight": len(self.in_flight) + len(self.ended), "paused": int(self.pause.paused),
+                "outside_window": int(not self.window_was_open)}
+
     def request_stop(self) -> None:
         self.stopping = True
+        self.senders.stop()  # sends waiting for a paced slot give their jobs back
 
     def shutdown(self) -> None:
         """Finish in-flight sends and their bookkeeping; hand unstarted claims back."""
@@ -353,6 +402,6 @@ class Consumer:
             log.warning("could not record %d outcomes before exit (%s); their leases will expire", len(self.ended), exc)
         self.leases.stop()
         self.report(force=True)
-        self.sender.close()  # before the workers stop: an async sender closes on their loop
+        self.senders.close()  # before the workers stop: an async sender closes on their loop
         self.workers.stop()
         self.table.close()

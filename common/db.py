@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pymysql
 
 from common.config import MySQLTarget, identifier
-from common.errors import ConfigError, ServiceUnavailable
+from common.errors import CampaignError, ConfigError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ class Attempt:
     message_id: str | None
     error: str | None
     latency_ms: int | None
+    sender: str | None = None
+
+
+# A value the campaign table will not take: too long, wrong type, a column
+# that needs a value. The row is refused; the server is fine.
+ROW_REJECTED = (1048, 1364, 1366, 1406, 1264, 1292, 1452, 1062)
+
+
+class RowRejected(ConfigError):
+    """MySQL refused a row we tried to add (ingest): a bad value, not an outage."""
 
 
 def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
@@ -63,6 +73,8 @@ def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
         return ConfigError(f"MySQL refused the login for {target.describe()} (wrong user or password?)")
     if code == UNKNOWN_DATABASE:
         return ConfigError(f"MySQL database {target.database!r} does not exist")
+    if code in ROW_REJECTED or isinstance(exc, (pymysql.DataError, pymysql.IntegrityError)):
+        return RowRejected(f"MySQL refused the row: {exc.args[-1]}")
     if code in (UNKNOWN_TABLE, UNKNOWN_COLUMN):
         return ConfigError(f"MySQL: {exc.args[1]} (load schema.sql, or check CAMPAIGN_TABLE and the column names)")
     if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
@@ -84,7 +96,7 @@ class CampaignTable:
         self.extra = "".join(f", {name}" for name in self.param_columns)
         self._connection = None
 
-    def _execute(self, sql: str, args=None) -> list[tuple]:
+    def _execute(self, sql: str, args=None, last_id: bool = False):
         try:
             if self._connection is None:
                 self._connection = pymysql.connect(
@@ -101,7 +113,7 @@ class CampaignTable:
                 )
             with self._connection.cursor() as cursor:
                 cursor.execute(sql, args)
-                return cursor.fetchall()
+                return cursor.lastrowid if last_id else cursor.fetchall()
         except pymysql.MySQLError as exc:
             if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
                 self.close()  # reconnect on the next call
@@ -122,6 +134,25 @@ class CampaignTable:
         if need_failure_table:
             self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
             self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
+            self.add_sender_column()
+
+    def add_sender_column(self) -> None:
+        """History tables made before it had a `sender` column get one; the
+        project owns that table (never the campaign table)."""
+        if self.has_sender_column():
+            return
+        try:
+            self._execute(f"ALTER TABLE {HISTORY_TABLE} ADD COLUMN sender VARCHAR(128) NULL AFTER message_id")
+        except CampaignError as exc:
+            if not self.has_sender_column():  # else another consumer added it just now
+                raise ConfigError(f"{HISTORY_TABLE} lacks the sender column and adding it failed ({exc}); run: "
+                                  f"ALTER TABLE {HISTORY_TABLE} ADD COLUMN sender VARCHAR(128) NULL") from None
+
+    def has_sender_column(self) -> bool:
+        return bool(self._execute(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = 'sender'",
+            (HISTORY_TABLE,))[0][0])
 
     def pending_rows(self, index: int, of: int, page_size: int, after: int = 0) -> Iterator[list[Row]]:
         """Pending rows of one partition with ids above `after`, in pages, by
@@ -187,18 +218,66 @@ class CampaignTable:
             args,
         )
 
+    def ping(self) -> None:
+        self._execute("SELECT 1")
+
+    def message_columns(self) -> set[str]:
+        """Columns of the campaign table other than id, phone and status: where message variables live."""
+        rows = self._execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+                             " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (self.table,))
+        return {name for (name,) in rows} - {"id", self.phone, self.status}
+
+    def insert_pending(self, rows) -> list[int]:
+        """Add rows (phone, params) as pending, all or none, in one transaction; returns their ids."""
+        ids = []
+        self._execute("START TRANSACTION")
+        try:
+            for row in rows:
+                names = ", ".join([self.phone, self.status, *row.params])
+                marks = ", ".join(["%s"] * (2 + len(row.params)))
+                ids.append(self._execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})",
+                                         (row.phone, PENDING, *row.params.values()), last_id=True))
+            self._execute("COMMIT")
+        except BaseException:
+            self.close()  # the server rolls back what this connection did not commit
+            raise
+        return ids
+
+    def counts_by_partition(self, of: int) -> dict[int, dict[int, int]]:
+        """{partition index: {status: rows}}: one pass over the (status, id) index."""
+        counts: dict[int, dict[int, int]] = {index: {} for index in range(of)}
+        for index, status, rows in self._execute(
+                f"SELECT id %% %s, {self.status}, COUNT(*) FROM {self.table} GROUP BY 1, 2", (of,)):
+            if status is not None:
+                counts[int(index)][int(status)] = int(rows)
+        return counts
+
+    def recent_failures(self, limit: int = 20) -> list[dict]:
+        rows = self._execute(
+            f"SELECT row_id, attempts, http_status, reason, failed_at FROM {FAILURE_TABLE}"
+            f" WHERE campaign_table = %s ORDER BY failed_at DESC, row_id DESC LIMIT %s", (self.table, limit))
+        return [{"row_id": row_id, "attempts": attempts, "http_status": status, "reason": reason,
+                 "failed_at": failed_at.isoformat(sep=" ")} for row_id, attempts, status, reason, failed_at in rows]
+
+    def failure_reasons(self, limit: int = 5) -> list[tuple[str, int]]:
+        """The commonest reasons rows failed, with how many rows each."""
+        return [(reason, int(rows)) for reason, rows in self._execute(
+            f"SELECT reason, COUNT(*) FROM {FAILURE_TABLE} WHERE campaign_table = %s"
+            f" GROUP BY reason ORDER BY 2 DESC LIMIT %s", (self.table, limit))]
+
     def record_attempts(self, attempts: list[Attempt]) -> None:
         """Append to the delivery history, all in one INSERT."""
         if not attempts:
             return
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
         args = []
         for a in attempts:
             args += [self.table, a.row_id, a.attempt, a.outcome, a.http_status,
                      a.message_id[:MESSAGE_ID_LENGTH] if a.message_id else None,
+                     a.sender[:MESSAGE_ID_LENGTH] if a.sender else None,
                      a.error[:REASON_LENGTH] if a.error else None, a.latency_ms]
         self._execute(
             f"INSERT INTO {HISTORY_TABLE} (campaign_table, row_id, attempt, outcome, http_status,"
-            f" message_id, error, latency_ms) VALUES {values}",
+            f" message_id, sender, error, latency_ms) VALUES {values}",
             args,
         )

@@ -7,6 +7,7 @@ EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
+EXIT_LOCKED = 4
 
 
 class CampaignError(Exception):
@@ -19,6 +20,12 @@ class ConfigError(CampaignError):
     """Bad settings: a malformed URL, a name that is not an identifier, wrong credentials."""
 
     exit_code = EXIT_CONFIG
+
+
+class LockHeld(CampaignError):
+    """Another copy of this role and partition holds the run lock (--once, --exclusive)."""
+
+    exit_code = EXIT_LOCKED
 
 
 class ServiceUnavailable(CampaignError):

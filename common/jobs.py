@@ -5,6 +5,8 @@ Keys (with the optional KEY_PREFIX in front):
   due:<N>:<K>     sorted set of partition K of N: member = row id, score = the
                   time (ms) the job may next be claimed
   stats:<N>:<K>   hash of counters: sent, failed, retried, dropped
+  sent_at:<N>:<K>:<t>  rows sent in the RATE_BUCKET seconds from t * RATE_BUCKET
+  sent_per_minute:<N>:<K>  hash: minute (unix time // 60) -> rows sent in it
 
 Claiming a job moves its score to now + lease, so a job whose consumer died
 becomes due again by itself. Consumers only read their partition's sorted set,
@@ -94,6 +96,19 @@ return extended
 """
 
 
+RATE_BUCKET = 10  # seconds per bucket of the sent counts behind the send rate
+
+
+def sent_at_prefix(prefix: str, partition: Partition) -> str:
+    """Keys `sent_at:<N>:<K>:<unix time // RATE_BUCKET>` count sends per bucket."""
+    return f"{prefix}sent_at:{partition.of}:{partition.index}:"
+
+
+def per_minute_key(prefix: str, partition: Partition) -> str:
+    """Hash of rows sent per minute (field: unix time // 60), kept a day: the dashboard's rate chart."""
+    return f"{prefix}sent_per_minute:{partition.of}:{partition.index}"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -166,6 +181,8 @@ class JobQueue:
         self.due_key = f"{prefix}due:{partition.of}:{partition.index}"
         self.stats_key = f"{prefix}stats:{partition.of}:{partition.index}"
         self.scan_key = f"{prefix}scanned:{partition.of}:{partition.index}"
+        self.sent_at_prefix = sent_at_prefix(prefix, partition)
+        self.per_minute_key = per_minute_key(prefix, partition)
         self._enqueue = client.register_script(ENQUEUE)
         self._claim = client.register_script(CLAIM)
         self._reschedule = client.register_script(RESCHEDULE)
@@ -227,6 +244,13 @@ class JobQueue:
         pipe.delete(*(self.job_key(r) for r in row_ids))
         pipe.zrem(self.due_key, *row_ids)
         pipe.hincrby(self.stats_key, counter, len(row_ids))
+        if counter == "sent":
+            now = int(time.time())
+            bucket = f"{self.sent_at_prefix}{now // RATE_BUCKET}"
+            pipe.incrby(bucket, len(row_ids))
+            pipe.expire(bucket, RATE_BUCKET * 20)
+            pipe.hincrby(self.per_minute_key, now // 60, len(row_ids))
+            pipe.expire(self.per_minute_key, 86_400)
         self._call("finish", pipe.execute)
 
     def reschedule(self, moves: list[tuple[int, int, int, Job | None]]) -> int:

@@ -10,6 +10,7 @@ and its jobs become due again once the last lease ends.
 import logging
 import threading
 
+from common import metrics
 from common.errors import ServiceUnavailable
 from common.jobs import JobQueue, now_ms
 
@@ -73,4 +74,5 @@ class LeaseKeeper:
                 # may be claimed elsewhere, so it must not start sending here.
                 del self.held[row_id]
         if lost:
+            metrics.LEASES_LOST.labels(str(self.queue.partition)).inc(len(lost))
             log.warning("lost the lease of %d jobs (Redis restarted?); they will not be sent from here", len(lost))

@@ -13,6 +13,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -177,6 +178,11 @@ class MockWhatsApp:
         with self._lock:
             return dict(self._bodies)
 
+    def delivery_times(self):
+        """time.monotonic() of each 2xx answer, in order: for measuring send rates."""
+        with self._lock:
+            return list(self._delivery_times)
+
     def _clear_records(self):
         self._requests = 0
         self._hung = 0
@@ -186,6 +192,7 @@ class MockWhatsApp:
         self._deliveries = {}
         self._recipients = {}
         self._bodies = {}
+        self._delivery_times = []
         self._duplicate_keys = []
 
     def _begin_send(self):
@@ -236,6 +243,7 @@ class MockWhatsApp:
                 if key in self._bodies or len(self._bodies) < MAX_BODIES:
                     self._bodies[key] = json.loads(body)
                 self._delivered += 1
+                self._delivery_times.append(time.monotonic())
                 count = self._deliveries[key] = self._deliveries.get(key, 0) + 1
                 self._recipients[to] = self._recipients.get(to, 0) + 1
                 if count == 2 and len(self._duplicate_keys) < MAX_DUPLICATE_KEYS:

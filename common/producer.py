@@ -3,6 +3,7 @@
 import logging
 import time
 
+from common import metrics
 from common.config import Settings
 from common.db import CampaignTable
 from common.jobs import Job, JobQueue
@@ -53,11 +54,18 @@ class Producer:
             queued += new
             if self.stopping or depth >= self.settings.max_queued:
                 break
+        metrics.QUEUED.labels(str(partition)).inc(queued)
+        if seen:
+            metrics.QUEUE_DEPTH.labels(str(partition)).set(depth)
         if queued:
             log.info("queued %d new jobs (%d pending rows read, queue depth %d)", queued, seen, depth)
         else:
             log.debug("nothing new to queue (%d pending rows read)", seen)
         return False
+
+    def vitals(self) -> dict:
+        """What its heartbeat tells `status`."""
+        return {"queued_through": self.after_id}
 
     def request_stop(self) -> None:
         self.stopping = True

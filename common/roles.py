@@ -1,13 +1,16 @@
 """Wiring: Settings → the parts of a producer or consumer → the driver."""
 
+from common import metrics, providers
 from common.config import Settings
 from common.consumer import Consumer
 from common.db import CampaignTable
+from common.errors import ConfigError
+from common.heartbeat import Heartbeat
+from common.http_engines import ENGINES
 from common.jobs import JobQueue, connect
 from common.producer import Producer
+from common.run_lock import RunLock
 from common.runner import Driver
-from common import providers
-from common.http_engines import ENGINES
 from common.sender import HttpSender
 
 
@@ -28,12 +31,46 @@ def sender_for(settings: Settings) -> HttpSender:
     return HttpSender(engine, provider)
 
 
+def senders_for(settings: Settings) -> list[HttpSender]:
+    """One sender per endpoint, session, phone number id or account the settings list."""
+    return [sender_for(one) for one in settings.per_sender()]
+
+
+def heartbeat(settings: Settings, queue: JobQueue, role: str) -> Heartbeat:
+    return Heartbeat(queue.redis, settings.key_prefix, role, settings.partition)
+
+
+def run_lock(settings: Settings, queue: JobQueue, role: str) -> RunLock | None:
+    """Runs from cron (--once) and --exclusive ones keep a second copy of the same role and partition out."""
+    if settings.once or settings.exclusive:
+        return RunLock(queue.redis, settings.key_prefix, role, settings.partition)
+    return None
+
+
+def serve_metrics(settings: Settings) -> None:
+    if settings.metrics_port:
+        try:
+            metrics.serve(settings.metrics_port, settings.metrics_host)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                              f"{exc.strerror}") from None
+
+
 def run_producer(settings: Settings) -> None:
-    producer = Producer(settings, campaign_table(settings), job_queue(settings))
-    Driver(producer, settings.poll_interval, settings.once, min_delay=settings.poll_interval).run()
+    serve_metrics(settings)
+    queue = job_queue(settings)
+    producer = Producer(settings, campaign_table(settings), queue)
+    Driver(producer, settings.poll_interval, settings.once, min_delay=settings.poll_interval,
+           heartbeat=heartbeat(settings, queue, "producer"), lock=run_lock(settings, queue, "producer")).run()
 
 
 def run_consumer(settings: Settings) -> None:
-    sender = sender_for(settings)
-    consumer = Consumer(settings, campaign_table(settings), job_queue(settings), sender)
-    Driver(consumer, settings.poll_interval, settings.once).run()
+    serve_metrics(settings)
+    queue = job_queue(settings)
+    consumer = Consumer(settings, campaign_table(settings), queue, senders_for(settings))
+    if settings.metrics_port:
+        metrics.watch_queue_depth(str(settings.partition), queue.depth)
+        for route in consumer.senders.routes:
+            metrics.watch_breaker(route.name, route.breaker)
+    Driver(consumer, settings.poll_interval, settings.once, heartbeat=heartbeat(settings, queue, "consumer"),
+           lock=run_lock(settings, queue, "consumer")).run()

@@ -43,6 +43,8 @@ class SendResult:
     retry_after: float | None = None
     message_id: str | None = None
     latency_ms: int | None = None
+    per_row: bool = False  # a retry about this row only (a timelock), not a sign the sender is failing
+    sender: str | None = None  # the name of the sender it went through
 
 
 class Sender(Protocol):
@@ -50,6 +52,7 @@ class Sender(Protocol):
     driven through `send_async` on one asyncio loop, else `send` on threads."""
 
     is_async: bool
+    name: str  # stable across processes and hosts: keys its breaker and pacing in Redis
 
     def probe(self) -> None:
         """Check at start-up that the endpoint answers and takes our credentials."""
@@ -115,6 +118,7 @@ class HttpSender:
         self.engine = engine
         self.provider = provider
         self.url = provider.url
+        self.name = provider.name
         self.is_async = engine.is_async
 
     def probe(self) -> None:

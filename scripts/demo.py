@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,22 @@ def start_roles(env: dict) -> dict[str, subprocess.Popen]:
     return processes
 
 
+def start_dashboard(env: dict, port: int) -> tuple[subprocess.Popen, str | None]:
+    """The web service on loopback, for watching and steering the demo; the
+    demo goes on without it if it cannot listen (the port is taken)."""
+    web = subprocess.Popen([sys.executable, "-m", "common.web", "--port", str(port)], cwd=ROOT,
+                           env={k: v for k, v in env.items() if not k.startswith("WEB_")},
+                           stderr=subprocess.PIPE, text=True)
+    for line in web.stderr:
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            threading.Thread(target=web.stderr.read, daemon=True).start()  # keep its pipe drained
+            return web, match.group(1)
+    web.wait()
+    click.echo("demo: the dashboard did not start (is the port taken? --web-port); going on without it", err=True)
+    return web, None
+
+
 def stop(processes: dict[str, subprocess.Popen]) -> dict[str, int]:
     for process in processes.values():
         if process.poll() is None:
@@ -99,16 +116,18 @@ def stop(processes: dict[str, subprocess.Popen]) -> dict[str, int]:
 @click.option("--latency-ms", default=20.0, show_default=True, help="Mock endpoint latency per send.")
 @click.option("--fail-rate", default=0.05, show_default=True, help="Share of sends the mock answers with 500.")
 @click.option("--timeout", "time_limit", default=600.0, show_default=True, help="Give up after this many seconds.")
-def main(rows, port, latency_ms, fail_rate, time_limit):
-    """Send a demo campaign through the four processes and the mock endpoint."""
+@click.option("--web-port", default=8000, show_default=True, help="Port of the dashboard (127.0.0.1).")
+def main(rows, port, latency_ms, fail_rate, time_limit, web_port):
+    """Send a demo campaign through the four processes and the mock endpoint,
+    with the dashboard on --web-port to watch, pause and resume it."""
     try:
-        sys.exit(run(rows, port, latency_ms, fail_rate, time_limit))
+        sys.exit(run(rows, port, latency_ms, fail_rate, time_limit, web_port))
     except CampaignError as exc:
         click.echo(f"demo: error: {exc}", err=True)
         sys.exit(exc.exit_code)
 
 
-def run(rows, port, latency_ms, fail_rate, time_limit) -> int:
+def run(rows, port, latency_ms, fail_rate, time_limit, web_port) -> int:
     database_url = os.environ.get("DATABASE_URL") or ""
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     if not database_url:
@@ -122,6 +141,10 @@ def run(rows, port, latency_ms, fail_rate, time_limit) -> int:
                POLL_INTERVAL="1", RETRY_DELAY="0.5", PYTHONUNBUFFERED="1")
     click.echo(f"demo: {rows} rows in table {TABLE}, mock endpoint at {mock_url} "
                f"({latency_ms:g} ms, {fail_rate:.0%} failures), logs in {LOGS.relative_to(ROOT)}/")
+    web, dashboard = start_dashboard(env, web_port)
+    if dashboard:
+        click.echo(f"demo: dashboard at {dashboard}/ ; in another terminal: "
+                   f"scripts/status --table {TABLE} --key-prefix {PREFIX} --watch")
     started = time.monotonic()
     processes = start_roles(env)
     try:
@@ -142,6 +165,7 @@ def run(rows, port, latency_ms, fail_rate, time_limit) -> int:
                 time.sleep(0.25)
     finally:
         codes = stop(processes)
+        stop({"web": web})
         stats = requests.get(f"{mock_url}/_mock/stats", timeout=5).json()
         mock.send_signal(signal.SIGTERM)
         mock.wait(timeout=10)

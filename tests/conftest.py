@@ -17,13 +17,14 @@ import pymysql
 import pytest
 import redis
 
+from common.cli import environment_variables
 from common.config import MySQLTarget, Partition, Settings, parse_database_url
 from common.consumer import Consumer
 from common.db import CampaignTable
 from common.jobs import JobQueue
 from common.mock_whatsapp import MockWhatsApp
 from common.producer import Producer
-from common.roles import campaign_table, sender_for
+from common.roles import campaign_table, senders_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/test"
@@ -145,7 +146,8 @@ def settings_for(mysql_db, redis_url, mock):
     def build(index=1, of=2, **overrides):
         values = dict(database=mysql_db, redis_url=redis_url, partition=Partition(index, of),
                       whatsapp_url=f"{mock.url}/test_camp", poll_interval=0.2, retry_delay=0.05,
-                      request_timeout=1.0, lease_seconds=5.0, concurrency=4, batch_size=50)
+                      request_timeout=1.0, lease_seconds=5.0, concurrency=4, batch_size=50,
+                      breaker_cooldown=0.5)
         values.update(overrides)
         return Settings(**values)
 
@@ -176,10 +178,11 @@ def queue_for(real_redis):
 @pytest.fixture
 def role_env(mysql_db, redis_url, mock):
     """Environment for running the real entry points as subprocesses."""
-    env = dict(os.environ, DATABASE_URL=database_url(mysql_db), REDIS_URL=redis_url,
+    own = {name: value for name, value in os.environ.items() if name not in environment_variables()}
+    env = dict(own, DATABASE_URL=database_url(mysql_db), REDIS_URL=redis_url,
                WHATSAPP_URL=f"{mock.url}/test_camp", POLL_INTERVAL="0.2", RETRY_DELAY="0.05",
-               WHATSAPP_TIMEOUT="1", LEASE_SECONDS="4", CONCURRENCY="4", PYTHONUNBUFFERED="1")
-    env.pop("KEY_PREFIX", None)
+               WHATSAPP_TIMEOUT="1", LEASE_SECONDS="4", CONCURRENCY="4", BREAKER_COOLDOWN="1",
+               PYTHONUNBUFFERED="1")
     return env
 
 
@@ -204,8 +207,7 @@ def build(settings_for, table_for, queue_for):
 
     def consumer(**overrides):
         settings = settings_for(**overrides)
-        sender = sender_for(settings)
-        made.append(Consumer(settings, table_for(settings), queue_for(settings), sender))
+        made.append(Consumer(settings, table_for(settings), queue_for(settings), senders_for(settings)))
         return made[-1]
 
     yield producer, consumer

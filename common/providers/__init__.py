@@ -1,6 +1,7 @@
 """Gateway dialects. Each module here is one provider: a `build(settings)`
-that returns an object with `url`, `headers`, `request(message)` and
-`read(status, headers, text)`. Adding a gateway is adding a module."""
+that returns an object with `url`, `name` (one sender's stable name, no
+secrets), `headers`, `request(message)` and `read(status, headers, text)`.
+Adding a gateway is adding a module."""
 
 import importlib
 import pkgutil

@@ -8,23 +8,25 @@ import base64
 
 from common.errors import ConfigError
 from common.providers._json import dumps, parsed
-from common.providers._text import render
+from common.providers._names import address
+from common.providers._text import Content, content_of
 from common.sender import Message, Outcome, SendResult, classify
 
 TIMELOCK_DELAY = 3600.0  # seconds a timelocked row waits before its next try
 
 
 class Gowa:
-    def __init__(self, base_url: str, username: str | None, password: str | None, text: str):
+    def __init__(self, base_url: str, username: str | None, password: str | None, content: Content):
         self.url = f"{base_url.rstrip('/')}/send/message"
+        self.name = f"gowa:{username or '-'}@{address(base_url)}"
         self.headers = {"Content-Type": "application/json"}
         if username:
             credentials = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             self.headers["Authorization"] = f"Basic {credentials}"
-        self.text = text
+        self.content = content
 
     def request(self, message: Message) -> tuple[bytes, dict]:
-        body = {"phone": f"{message.phone}@s.whatsapp.net", "message": render(self.text, message.params)}
+        body = {"phone": f"{message.phone}@s.whatsapp.net", "message": self.content.text_for(message.params)}
         return dumps(body), {"Idempotency-Key": message.idempotency_key}
 
     @staticmethod
@@ -32,7 +34,8 @@ class Gowa:
         answer = parsed(text)
         code = answer.get("code") if isinstance(answer, dict) else None
         if status == 429 and code == "WA_REACHOUT_TIMELOCK":
-            return SendResult(Outcome.RETRY, status, f"HTTP 429: {code}", retry_after=TIMELOCK_DELAY)
+            return SendResult(Outcome.RETRY, status, f"HTTP 429: {code}", retry_after=TIMELOCK_DELAY,
+                              per_row=True)
         result = classify(status, headers, text)
         if result.outcome is not Outcome.SENT:
             return result
@@ -46,4 +49,4 @@ class Gowa:
 def build(settings) -> Gowa:
     if not settings.text:
         raise ConfigError("WHATSAPP_PROVIDER=gowa sends text messages: set WHATSAPP_TEXT")
-    return Gowa(settings.whatsapp_url, settings.gowa_username, settings.gowa_password, settings.text)
+    return Gowa(settings.whatsapp_url, settings.gowa_username, settings.gowa_password, content_of(settings))

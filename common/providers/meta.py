@@ -6,7 +6,7 @@ throttling, bad recipients and a paused template all with 4xx or 5xx.
 
 from common.errors import ConfigError
 from common.providers._json import dumps, parsed
-from common.providers._text import render
+from common.providers._text import Content, content_of
 from common.sender import DETAIL_LENGTH, Message, Outcome, SendResult, classify, parse_retry_after
 
 RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
@@ -16,19 +16,22 @@ SENDER_DOWN_CODES = {190, 0, 131048, 131031, 368, 132015, 132016}
 
 class Meta:
     def __init__(self, base_url: str, version: str, phone_number_id: str, token: str,
-                 template: str, language: str, text: str | None, params: tuple[str, ...] = ()):
+                 content: Content, language: str, params: tuple[str, ...] = ()):
         self.url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
+        self.name = f"meta:{phone_number_id}"
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        self.template = template
+        self.content = content
         self.language = language
-        self.text = text
         self.params = params  # columns filling the template's body parameters, in order
 
     def body(self, message: Message) -> dict:
-        if self.text is not None:
-            return {"messaging_product": "whatsapp", "to": message.phone, "type": "text",
-                    "text": {"body": render(self.text, message.params)}}
-        template = {"name": self.template, "language": {"code": self.language}}
+        # The row's own text, else its own template, else the campaign's text, else its template.
+        text = self.content.own_text(message.params)
+        if text is None and not self.content.own_template(message.params):
+            text = self.content.text_for(message.params)
+        if text is not None:
+            return {"messaging_product": "whatsapp", "to": message.phone, "type": "text", "text": {"body": text}}
+        template = {"name": self.content.template_for(message.params), "language": {"code": self.language}}
         if self.params:
             values = [{"type": "text", "text": message.params.get(name, "")} for name in self.params]
             template["components"] = [{"type": "body", "parameters": values}]
@@ -58,4 +61,4 @@ def build(settings) -> Meta:
     if not settings.meta_phone_number_id or not settings.whatsapp_token:
         raise ConfigError("WHATSAPP_PROVIDER=meta needs META_PHONE_NUMBER_ID and WHATSAPP_TOKEN")
     return Meta(settings.meta_base_url, settings.meta_api_version, settings.meta_phone_number_id,
-                settings.whatsapp_token, settings.template, settings.language, settings.text, settings.params)
+                settings.whatsapp_token, content_of(settings), settings.language, settings.params)

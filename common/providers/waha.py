@@ -2,21 +2,23 @@
 
 from common.errors import ConfigError
 from common.providers._json import dumps, parsed
-from common.providers._text import render
+from common.providers._names import address
+from common.providers._text import Content, content_of
 from common.sender import Message, Outcome, SendResult, classify
 
 
 class Waha:
-    def __init__(self, base_url: str, api_key: str | None, session: str, text: str):
+    def __init__(self, base_url: str, api_key: str | None, session: str, content: Content):
         self.url = f"{base_url.rstrip('/')}/api/sendText"
+        self.name = f"waha:{session}@{address(base_url)}"
         self.headers = {"Content-Type": "application/json"}
         if api_key:
             self.headers["X-Api-Key"] = api_key
         self.session = session
-        self.text = text
+        self.content = content
 
     def request(self, message: Message) -> tuple[bytes, dict]:
-        body = {"session": self.session, "chatId": f"{message.phone}@c.us", "text": render(self.text, message.params)}
+        body = {"session": self.session, "chatId": f"{message.phone}@c.us", "text": self.content.text_for(message.params)}
         return dumps(body), {"Idempotency-Key": message.idempotency_key}
 
     @staticmethod
@@ -40,4 +42,4 @@ def message_id(answer) -> str | None:
 def build(settings) -> Waha:
     if not settings.text:
         raise ConfigError("WHATSAPP_PROVIDER=waha sends text messages: set WHATSAPP_TEXT")
-    return Waha(settings.whatsapp_url, settings.waha_api_key, settings.waha_session, settings.text)
+    return Waha(settings.whatsapp_url, settings.waha_api_key, settings.waha_session, content_of(settings))

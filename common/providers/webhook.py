@@ -2,16 +2,19 @@
 optional bearer token; any 2xx is sent."""
 
 from common.providers._json import dumps
+from common.providers._names import address
+from common.providers._text import Content, content_of
 from common.sender import Message, classify
 
 
 class Webhook:
-    def __init__(self, url: str, token: str | None, template: str, language: str):
+    def __init__(self, url: str, token: str | None, content: Content, language: str):
         self.url = url
+        self.name = f"webhook:{address(url)}"
         self.headers = {"Content-Type": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
-        self.template = template
+        self.content = content
         self.language = language
 
     def body(self, message: Message) -> dict:
@@ -19,7 +22,7 @@ class Webhook:
             "messaging_product": "whatsapp",
             "to": message.phone,
             "type": "template",
-            "template": {"name": self.template, "language": {"code": self.language}},
+            "template": {"name": self.content.template_for(message.params), "language": {"code": self.language}},
         }
 
     def request(self, message: Message) -> tuple[bytes, dict]:
@@ -29,4 +32,4 @@ class Webhook:
 
 
 def build(settings) -> Webhook:
-    return Webhook(settings.whatsapp_url, settings.whatsapp_token, settings.template, settings.language)
+    return Webhook(settings.whatsapp_url, settings.whatsapp_token, content_of(settings), settings.language)

@@ -1,12 +1,13 @@
 """The real entry points as processes: the whole run, kills, signals, bad input."""
 
+import json
 import signal
 import time
 
 import pytest
 
 from common.db import PENDING, SENT
-from common.errors import EXIT_CONFIG, EXIT_UNAVAILABLE
+from common.errors import EXIT_CONFIG, EXIT_LOCKED, EXIT_UNAVAILABLE
 from common.mock_whatsapp import MockWhatsApp
 from tests.conftest import run_role, start_role
 
@@ -180,3 +181,50 @@ def test_phone_numbers_are_masked_in_logs(campaign, role_env):
     assert result.returncode == 0
     assert "failed after 1 attempts" in result.stderr
     assert "628123456789" not in result.stderr
+
+
+def test_json_logs_carry_role_partition_and_row_and_phones_show_only_when_asked(campaign, role_env):
+    ids = campaign.add(2, phone=lambda i: "x628123456789")
+    row_id = next(i for i in ids if i % 2 == 0)
+    assert run_role("producers.even", role_env, "--once").returncode == 0
+    result = run_role("consumers.even", dict(role_env, LOG_FORMAT="json"), "--once")
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    failure = next(line for line in lines if "failed after" in line["event"])
+    assert failure["role"] == "consumer" and failure["partition"] == "0/2" and failure["row_id"] == row_id
+    assert failure["level"] == "warning" and "x6*********89" in failure["event"]
+    assert "628123456789" not in result.stderr
+
+    campaign.query("UPDATE campaign_master_1 SET column3 = 1")
+    assert run_role("producers.even", role_env, "--once").returncode == 0
+    shown = run_role("consumers.even", role_env, "--once", "--show-phones")
+    assert "x628123456789" in shown.stderr
+
+
+def test_a_second_once_run_of_the_same_role_and_partition_exits_4_while_the_first_runs(campaign, role_env, mock,
+                                                                                      real_redis):
+    campaign.add(40)
+    assert run_role("producers.odd", role_env, "--once").returncode == 0
+    mock.configure(latency_ms=300)
+    first = start_role("consumers.odd", dict(role_env, CONCURRENCY="1"), "--once")
+    try:
+        wait_for(lambda: mock.stats()["requests"] > 0, what="the first run sending")
+        second = run_role("consumers.odd", role_env, "--once")
+        other_partition = run_role("consumers.even", role_env, "--once")
+    finally:
+        code, err = stop(first)
+    assert second.returncode == EXIT_LOCKED and "Traceback" not in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1 and "another consumer for partition 1/2" in second.stderr
+    assert other_partition.returncode == 0  # another partition is another lock
+    assert code == 0 and not real_redis.exists("lock:consumer:2:1")  # released at exit
+    assert run_role("consumers.odd", role_env, "--once").returncode == 0
+
+
+def test_exclusive_keeps_a_second_long_running_copy_out(campaign, role_env):
+    first = start_role("producers.even", role_env, "--exclusive")
+    try:
+        time.sleep(1.5)  # started and holding the lock
+        second = run_role("producers.even", role_env, "--exclusive")
+    finally:
+        code, _ = stop(first)
+    assert second.returncode == EXIT_LOCKED and "another producer for partition 0/2" in second.stderr
+    assert code == 0

@@ -27,7 +27,7 @@ def test_meta_sends_each_row_once_retries_a_131000_and_records_the_wamid(campaig
     assert all(m.startswith("wamid.") for o, m in outcomes if o == "sent")
 
 
-def test_meta_token_error_190_stops_the_sender_and_keeps_rows_pending(campaign, build, mock):
+def test_meta_token_error_190_stops_the_sender_and_keeps_rows_pending(campaign, build, mock, real_redis):
     producer, consumer = build
     mock.configure(token="the-right-token")  # our token is refused: HTTP 401, error code 190
     ids = [i for i in campaign.add(4) if i % 2 == 1]
@@ -37,7 +37,7 @@ def test_meta_token_error_190_stops_the_sender_and_keeps_rows_pending(campaign, 
         c.loop()
     assert mock.deliveries() == {}
     assert all(campaign.states()[i] == PENDING for i in ids)
-    assert c.paused_until > 0
+    assert real_redis.hget(f"sender:{c.senders.routes[0].name}:breaker", "state") == "open"
 
 
 def test_per_row_variables_reach_the_template_from_the_rows_own_columns(campaign, build, mock, real_redis):
@@ -94,7 +94,7 @@ def test_text_gateways_send_each_row_once_in_their_own_dialect(campaign, build, 
 
 
 @pytest.mark.parametrize("name", sorted(TEXT_GATEWAYS))
-def test_text_gateways_refusing_credentials_stop_the_sender(campaign, build, mock, name):
+def test_text_gateways_refusing_credentials_stop_the_sender(campaign, build, mock, name, real_redis):
     producer, consumer = build
     mock.configure(token="something-else")
     ids = [i for i in campaign.add(2) if i % 2 == 1]
@@ -102,7 +102,8 @@ def test_text_gateways_refusing_credentials_stop_the_sender(campaign, build, moc
     c = consumer(whatsapp_url=mock.url, **TEXT_GATEWAYS[name])
     for _ in range(10):
         c.loop()
-    assert mock.deliveries() == {} and campaign.states()[ids[0]] == PENDING and c.paused_until > 0
+    assert mock.deliveries() == {} and campaign.states()[ids[0]] == PENDING
+    assert real_redis.hget(f"sender:{c.senders.routes[0].name}:breaker", "state") == "open"
 
 
 def test_a_gowa_reachout_timelock_parks_the_row_instead_of_hammering(campaign, build, mock, real_redis):

@@ -49,6 +49,7 @@ class MemoryTable:
 
 class ScriptedSender:
     is_async = False
+    name = "scripted"
 
     def __init__(self, *results):
         self.results = list(results)
@@ -90,7 +91,7 @@ def make_consumer(fake_redis, rows, sender, **overrides):
     queue = JobQueue(fake_redis, settings.partition)
     queue.enqueue([Job(row_id, phone) for row_id, phone in rows.items()])
     table = MemoryTable(fake_redis, rows)
-    return Consumer(settings, table, queue, sender), table, queue
+    return Consumer(settings, table, queue, [sender]), table, queue
 
 
 def run_until_idle(consumer, cycles=50):

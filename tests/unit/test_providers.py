@@ -132,3 +132,22 @@ def test_producers_read_the_columns_that_params_and_placeholders_name():
         settings(text="Hi {user.name}")
     with pytest.raises(ConfigError, match="--param"):
         settings(params=("column2; DROP TABLE x",))
+
+
+def test_a_rows_own_template_or_text_wins_over_the_campaigns():
+    own = dict(template_column="tpl", text_column="txt")
+    row = lambda **params: Message(7, "628100000007", "k", params)  # noqa: E731
+    meta = providers.build("meta", settings(text=None, **own))
+    assert json.loads(meta.request(row(tpl="promo_nov"))[0])["template"]["name"] == "promo_nov"
+    assert json.loads(meta.request(row(tpl=""))[0])["template"]["name"] == "hello_world"  # NULL: the campaign's
+    as_text = json.loads(meta.request(row(txt="Hi {not a placeholder}", tpl="promo_nov"))[0])
+    assert as_text["type"] == "text" and as_text["text"]["body"] == "Hi {not a placeholder}"  # sent as it is
+    webhook = providers.build("webhook", settings(**own))
+    assert json.loads(webhook.request(row(tpl="promo_nov"))[0])["template"]["name"] == "promo_nov"
+    for name, field in (("waha", "text"), ("gowa", "message")):
+        provider = providers.build(name, settings(text="Campaign {tpl}", **own))
+        assert json.loads(provider.request(row(txt="Own text"))[0])[field] == "Own text"
+        assert json.loads(provider.request(row(tpl="x"))[0])[field] == "Campaign x"
+    assert settings(**own, params=("column2",)).message_columns == ("column2", "tpl", "txt")
+    with pytest.raises(ConfigError, match="TEMPLATE_COLUMN"):
+        settings(template_column="tpl; DROP")

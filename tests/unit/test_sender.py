@@ -6,6 +6,7 @@ import time
 import pytest
 
 from common.providers.webhook import Webhook
+from common.providers._text import Content
 from common.sender import Message, Outcome, classify, parse_retry_after
 
 
@@ -39,7 +40,7 @@ def test_unreadable_retry_after_is_ignored(value):
 
 
 def test_the_body_is_what_the_original_system_sent():
-    provider = Webhook("http://h/test_camp", None, "promo", "id")
+    provider = Webhook("http://h/test_camp", None, Content("promo", None), "id")
     assert provider.body(Message(5, "628100000005", "t:5")) == {
         "messaging_product": "whatsapp", "to": "628100000005", "type": "template",
         "template": {"name": "promo", "language": {"code": "id"}},

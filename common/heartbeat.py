@@ -1,0 +1,64 @@
+"""Each running process says, every few seconds, that it is alive and what it
+is doing: a hash per process in Redis, indexed by a sorted set of last beats,
+so `status` finds them without scanning the keyspace."""
+
+import logging
+import os
+import socket
+import time
+from typing import Callable
+
+import redis
+
+log = logging.getLogger(__name__)
+
+BEAT_EVERY = 5.0  # seconds between beats
+ALIVE_FOR = 15.0  # a process not heard from for this long is no longer listed
+FORGET_AFTER = 3600.0  # index entries older than this are removed
+
+
+def index_key(prefix: str) -> str:
+    return f"{prefix}processes"
+
+
+class Heartbeat:
+    def __init__(self, client: redis.Redis, prefix: str, role: str, partition):
+        self.client = client
+        self.index = index_key(prefix)
+        self.key = f"{prefix}process:{socket.gethostname()}:{os.getpid()}:{role}"
+        self.identity = {"role": role, "partition": str(partition), "host": socket.gethostname(),
+                         "pid": os.getpid(), "started": round(time.time(), 3)}
+        self.next_beat = 0.0
+
+    def beat(self, vitals: Callable[[], dict]) -> None:
+        """Best effort, at most every BEAT_EVERY seconds: status must never stop
+        work. `vitals` is only asked for when a beat is due."""
+        if time.monotonic() < self.next_beat:
+            return
+        self.next_beat = time.monotonic() + BEAT_EVERY
+        now = time.time()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.key, mapping={**self.identity, **vitals(), "beat": round(now, 3)})
+            pipe.pexpire(self.key, int(ALIVE_FOR * 1000))
+            pipe.zadd(self.index, {self.key: now})
+            pipe.zremrangebyscore(self.index, "-inf", now - FORGET_AFTER)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("no heartbeat: %s", exc)
+
+    def stop(self) -> None:
+        try:
+            self.client.delete(self.key)
+            self.client.zrem(self.index, self.key)
+        except redis.RedisError as exc:
+            log.debug("could not remove the heartbeat: %s", exc)
+
+
+def live_processes(client: redis.Redis, prefix: str) -> list[dict]:
+    """Processes heard from in the last ALIVE_FOR seconds, oldest first."""
+    keys = client.zrangebyscore(index_key(prefix), time.time() - ALIVE_FOR, "+inf")
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    return [values for values in pipe.execute() if values]

@@ -1,0 +1,88 @@
+"""The ingest API's input: messages to add to the campaign table as pending
+rows. Everything is checked before anything is written, so a bad message in
+a batch adds none of them."""
+
+from dataclasses import dataclass
+
+from common.config import IDENTIFIER
+from common.phones import InvalidPhone, normalise_phone
+
+MAX_BATCH = 10_000
+MAX_VALUE_LENGTH = 1000
+
+
+class BadMessage(ValueError):
+    """The request cannot be taken as it is; the text says why (a 400)."""
+
+
+@dataclass(frozen=True)
+class NewRow:
+    phone: str  # E.164 digits
+    params: dict  # column -> text, for the campaign's message variables
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """What the ingest checks against: the table's columns and what the campaign sends."""
+
+    columns: set[str]
+    template: str
+    text: str | None
+    template_column: str | None = None
+    text_column: str | None = None
+    default_region: str | None = None
+
+
+def parse_messages(body, campaign: Campaign) -> list[NewRow]:
+    """One message or a list of them → rows, or BadMessage naming the first problem."""
+    messages = body if isinstance(body, list) else [body]
+    if not messages:
+        raise BadMessage("no messages: send an object or a non-empty list of objects")
+    if len(messages) > MAX_BATCH:
+        raise BadMessage(f"at most {MAX_BATCH:,} messages per request, got {len(messages):,}")
+    return [parse_one(m, n, campaign) for n, m in enumerate(messages)]
+
+
+def parse_one(message, n: int, campaign: Campaign) -> NewRow:
+    where = f"message {n}"
+    if not isinstance(message, dict):
+        raise BadMessage(f"{where}: must be an object with \"to\"")
+    unknown = sorted(set(message) - {"to", "template", "text", "params"})
+    if unknown:
+        raise BadMessage(f"{where}: unknown fields {', '.join(unknown)}")
+    if not isinstance(message.get("to"), str):
+        raise BadMessage(f"{where}: \"to\" must be a phone number as a string")
+    try:
+        phone = normalise_phone(message["to"], campaign.default_region)
+    except InvalidPhone as exc:
+        raise BadMessage(f"{where}: {exc}") from None
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise BadMessage(f"{where}: \"params\" must be an object of column: value")
+    params = {**params, **own_content(message, where, campaign)}
+    for column, value in params.items():
+        if not IDENTIFIER.fullmatch(column) or column not in campaign.columns:
+            raise BadMessage(f"{where}: params names {column!r}, which is not a column of the campaign table")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool) or len(str(value)) > MAX_VALUE_LENGTH:
+            raise BadMessage(f"{where}: params.{column} must be a text or a number of at most "
+                             f"{MAX_VALUE_LENGTH} characters")
+    return NewRow(phone, {column: str(value) for column, value in params.items()})
+
+
+def own_content(message: dict, where: str, campaign: Campaign) -> dict:
+    """A message's own template or text goes into TEMPLATE_COLUMN / TEXT_COLUMN;
+    without that column, a message may only name what the campaign sends."""
+    own = {}
+    for field, column, default, variable in (("template", campaign.template_column, campaign.template, "TEMPLATE"),
+                                             ("text", campaign.text_column, campaign.text, "TEXT")):
+        if field not in message:
+            continue
+        value = message[field]
+        if not isinstance(value, str) or not value.strip():
+            raise BadMessage(f"{where}: \"{field}\" must be a non-empty text")
+        if column:
+            own[column] = value
+        elif value != default:
+            raise BadMessage(f"{where}: this campaign sends one {field} (WHATSAPP_{variable}); set "
+                             f"{variable}_COLUMN to a column of the table to give each message its own")
+    return own

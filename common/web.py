@@ -1,0 +1,234 @@
+"""`python -m common.web`: one small web service over the campaign: a
+dashboard page, the status as JSON, pause and resume, an ingest API that
+adds pending rows, an OpenAPI document and a health check.
+
+HTTP Basic auth guards everything but /health when WEB_USERNAME and
+WEB_PASSWORD are set; without them it only listens on a loopback address.
+Served by waitress (a production WSGI server) rather than Flask's
+development server.
+"""
+
+import dataclasses
+import hmac
+import ipaddress
+import logging
+import signal
+import sys
+import threading
+
+from urllib.parse import urlsplit
+
+import click
+import redis
+import waitress
+from flask import Flask, Response, jsonify, request
+
+from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
+from common.config import Partition, check_redis_url, identifier, parse_database_url
+from common.db import CampaignTable, RowRejected
+from common.errors import CampaignError, ConfigError
+from common.ingest import BadMessage, Campaign, parse_messages
+from common.jobs import connect
+from common.openapi import document
+from common.pause import set_paused
+from common.phones import check_region
+from common.status import snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Web:
+    """What the routes need: the table (a connection per server thread), Redis,
+    and the campaign's settings."""
+
+    def __init__(self, open_table, client: redis.Redis, prefix: str, of: int, campaign: Campaign):
+        self.open_table = open_table
+        self.local = threading.local()
+        self.client = client
+        self.prefix = prefix
+        self.of = of
+        self.campaign = campaign  # what ingested messages are checked against (columns are read per request)
+
+    @property
+    def table(self) -> CampaignTable:
+        if not hasattr(self.local, "table"):
+            self.local.table = self.open_table()
+        return self.local.table
+
+
+def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
+    app = Flask(__name__)
+
+    @app.before_request
+    def authenticate():
+        if request.method == "POST" and not request.is_json:
+            # A cross-site form can POST, but not with this content type.
+            return jsonify(error="send JSON, with Content-Type: application/json"), 415
+        if credentials is None:
+            # Open only on loopback: refuse names a rebinding DNS could point here.
+            if not is_loopback(urlsplit(f"//{request.host}").hostname or ""):
+                return jsonify(error="without WEB_USERNAME/WEB_PASSWORD only requests to localhost are served"), 403
+            return None
+        if request.path == "/health":
+            return None
+        auth = request.authorization
+        given = (auth.username or "", auth.password or "") if auth and auth.type == "basic" else ("", "")
+        if all(hmac.compare_digest(a.encode(), b.encode()) for a, b in zip(given, credentials)):
+            return None
+        return Response("credentials needed\n", 401, {"WWW-Authenticate": 'Basic realm="campaign"'})
+
+    @app.errorhandler(CampaignError)
+    def unavailable(exc):
+        return jsonify(error=str(exc)), 503
+
+    @app.get("/")
+    def dashboard():
+        """One static page; its script reads /api/status every few seconds."""
+        return app.send_static_file("dashboard.html")
+
+    @app.get("/health")
+    def health():
+        """Cheap, and without details: it needs no credentials."""
+        checks = {}
+        try:
+            web.table.ping()
+            checks["mysql"] = "ok"
+        except CampaignError:
+            checks["mysql"] = "unreachable"
+        try:
+            web.client.ping()
+            checks["redis"] = "ok"
+        except redis.RedisError:
+            checks["redis"] = "unreachable"
+        healthy = all(value == "ok" for value in checks.values())
+        return jsonify(status="ok" if healthy else "degraded", **checks), 200 if healthy else 503
+
+    @app.get("/api/status")
+    def status():
+        return jsonify(snapshot(web.table, web.client, web.prefix, web.of))
+
+    @app.post("/api/messages")
+    def messages():
+        body = request.get_json(silent=True)
+        if body is None:
+            return jsonify(error="the body must be JSON: a message object or a list of them"), 400
+        try:
+            campaign = dataclasses.replace(web.campaign, columns=web.table.message_columns())
+            rows = parse_messages(body, campaign)
+        except BadMessage as exc:
+            return jsonify(error=str(exc)), 400
+        try:
+            ids = web.table.insert_pending(rows)
+        except RowRejected as exc:
+            return jsonify(error=str(exc)), 400
+        log.info("added %d pending rows through the API", len(ids))
+        return jsonify(status="queued", ids=ids), 202
+
+    def steer(paused: bool):
+        body = request.get_json(silent=True)
+        body = {} if body is None else body
+        index = body.get("partition") if isinstance(body, dict) else "invalid"
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < web.of):
+            return jsonify(error=f"send {{}} or {{\"partition\": K}} with K a whole number from 0 to {web.of - 1}"), 400
+        partition = Partition(index, web.of) if index is not None else None
+        try:
+            set_paused(web.client, web.prefix, partition, paused)
+        except redis.RedisError as exc:
+            return jsonify(error=f"Redis is unreachable: {exc}"), 503
+        return jsonify(paused=paused, partition=None if partition is None else str(partition))
+
+    @app.post("/api/pause")
+    def pause():
+        return steer(True)
+
+    @app.post("/api/resume")
+    def resume():
+        return steer(False)
+
+    @app.get("/openapi.json")
+    def openapi():
+        return jsonify(document())
+
+    return app
+
+
+def stop(_signum, _frame):
+    """SIGTERM ends the server like Ctrl-C; an ingest cut short adds nothing (one transaction)."""
+    raise KeyboardInterrupt
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def credentials_for(host: str, username: str | None, password: str | None) -> tuple[str, str] | None:
+    if bool(username) != bool(password):
+        raise ConfigError("set both WEB_USERNAME and WEB_PASSWORD, or neither")
+    if not username and not is_loopback(host):
+        raise ConfigError(f"refusing to listen on {host} without WEB_USERNAME and WEB_PASSWORD "
+                          "(anyone on the network could steer the campaign); set them or use 127.0.0.1")
+    return (username, password) if username else None
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.option("--host", envvar="WEB_HOST", default="127.0.0.1", show_envvar=True, show_default=True)
+@click.option("--port", envvar="WEB_PORT", type=click.IntRange(0, 65535), default=8000, show_envvar=True,
+              show_default=True)
+@click.option("--username", envvar="WEB_USERNAME", default=None, show_envvar=True,
+              help="HTTP Basic user for everything but /health; required off loopback.")
+@click.option("--password", envvar="WEB_PASSWORD", default=None, show_envvar=True,
+              help="HTTP Basic password (never logged).")
+@click.option("--of", envvar="PARTITIONS", type=click.IntRange(min=1), default=2, show_envvar=True,
+              show_default=True, help="Number of partitions.")
+@click.option("--template", envvar="WHATSAPP_TEMPLATE", default="hello_world", show_envvar=True, show_default=True)
+@click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True)
+@click.option("--default-region", envvar="DEFAULT_REGION", default=None, show_envvar=True,
+              help="Country of national phone numbers sent to /api/messages.")
+def main(host, port, username, password, of, template, text, default_region, template_column, text_column,
+         **options):
+    """Serve /api/status, /api/pause, /api/resume, /api/messages (ingest),
+    /openapi.json and /health for the campaign."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s web %(name)s: %(message)s")
+    try:
+        auth = credentials_for(host, username, password)
+        try:
+            region = check_region(default_region)
+        except ValueError as exc:
+            raise ConfigError(f"DEFAULT_REGION: {exc}") from None
+        target = parse_database_url(options["database_url"])
+
+        def open_table() -> CampaignTable:
+            return CampaignTable(target, options["table"], options["phone_column"], options["status_column"])
+
+        open_table().check()
+        for name, variable in ((template_column, "TEMPLATE_COLUMN"), (text_column, "TEXT_COLUMN")):
+            if name:
+                identifier(name, variable)
+        campaign = Campaign(set(), template, text, template_column, text_column, region)
+        web = Web(open_table, connect(check_redis_url(options["redis_url"])), options["key_prefix"], of, campaign)
+        server = waitress.create_server(create_app(web, auth), host=host, port=port, threads=4)
+    except CampaignError as exc:
+        click.echo(f"web: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        click.echo(f"web: error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+        sys.exit(2)
+    log.info("listening on http://%s:%s", host, server.effective_port)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+
+
+for _option in reversed(SERVICE_OPTIONS + CONTENT_COLUMN_OPTIONS):
+    main = _option(main)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The README's first command, scripts/demo, on a small campaign: the four
+processes, the mock endpoint and the dashboard, every row sent once."""
+
+import socket
+
+import pytest
+
+from tests.conftest import run_role
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_demo_sends_every_row_once_and_offers_the_dashboard(mysql_db, role_env, real_redis):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_role("scripts.demo", role_env, "--rows", "300", "--web-port", str(port), timeout=180)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert f"dashboard at http://127.0.0.1:{port}/" in result.stdout
+    assert "rows 300 | sent 300 | failed 0 | pending 0 | job keys left 0" in result.stdout
+    assert "demo: every row sent exactly once" in result.stdout

@@ -1,0 +1,120 @@
+"""Status, heartbeats and pause/resume against the real services and processes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from common.db import FAILED, PENDING, SENT
+from common.pause import set_paused
+from common.config import Partition
+from tests.conftest import ROOT, drain_queue, run_role, start_role
+from tests.integration.test_processes import ROLES, stop, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def status(env, *args):
+    result = subprocess.run([sys.executable, "-m", "common.status", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def status_json(env):
+    return json.loads(status(env, "--json"))
+
+
+def test_status_shows_progress_processes_and_failure_reasons_that_match_the_database(
+        campaign, role_env, mock, real_redis):
+    campaign.add(400)
+    campaign.add(3, phone=lambda i: f"not-a-phone-{i}")
+    # A shared 50/s pace makes the run last about 8 s, so the mid-run look is really mid-run.
+    paced_env = dict(role_env, RATE="50/s")
+    processes = [start_role(module, paced_env) for module in ROLES]
+    try:
+        wait_for(lambda: mock.stats()["delivered"] > 20, what="sends under way")
+        during = status_json(paced_env)
+        assert sorted((p["role"], p["partition"]) for p in during["processes"]) == [
+            ("consumer", "0/2"), ("consumer", "1/2"), ("producer", "0/2"), ("producer", "1/2")]
+        assert during["rows"] == 403 and not during["done"]
+        wait_for(lambda: campaign.count(PENDING) == 0, what="every row sent")
+        wait_for(lambda: status_json(paced_env)["done"], timeout=10, what="status done")
+        after = status_json(paced_env)
+    finally:
+        results = [stop(p) for p in processes]
+    assert [code for code, _ in results] == [0, 0, 0, 0]
+    assert after["total"]["sent"] == campaign.count(SENT) == 400
+    assert after["total"]["failed"] == campaign.count(FAILED) == 3
+    assert after["total"]["pending"] == 0 and after["done_percent"] == 100.0
+    assert sum(p["sent"] for p in after["partitions"]) == 400
+    assert after["total"]["sent_last_minute"] == 400 and after["rate_per_second"] > 0
+    assert after["failure_reasons"][0]["rows"] == 3
+    assert status_json(role_env)["processes"] == []  # a clean exit removes the heartbeat
+    table = status(role_env)
+    assert "403 rows done (100.0 %)" in table and "Why rows failed" in table
+
+
+def test_watch_redraws_until_done_then_exits_0(campaign, role_env, mock, real_redis):
+    campaign.add(20)
+    for module in ROLES:
+        assert run_role(module, role_env, "--once").returncode == 0
+    out = status(role_env, "--watch", "--every", "0.2")
+    assert "20 of 20 rows done" in out and "done" in out
+
+
+def test_a_paused_partition_claims_nothing_until_resumed(campaign, build, mock, role_env, real_redis):
+    producer, consumer = build
+    ids = [i for i in campaign.add(20) if i % 2 == 1]
+    producer().loop()
+    assert "paused partition 1/2" in status(role_env, "pause", "--partition", "1")
+    assert status_json(role_env)["partitions"][1]["paused"]
+    c = consumer()
+    for _ in range(10):
+        c.loop()
+    assert mock.deliveries() == {} and all(campaign.states()[i] == PENDING for i in ids)
+    status(role_env, "resume", "--partition", "1")
+    drain_queue(c)
+    assert mock.deliveries() == {f"campaign_master_1:{i}": 1 for i in ids}
+
+
+def test_pausing_the_whole_campaign_stops_every_partition(campaign, build, mock, real_redis):
+    producer, consumer = build
+    campaign.add(10)
+    set_paused(real_redis, "", None, True)
+    for k in (0, 1):
+        producer(index=k).loop()
+        c = consumer(index=k)
+        for _ in range(5):
+            c.loop()
+    assert mock.deliveries() == {}
+    set_paused(real_redis, "", None, False)
+    set_paused(real_redis, "", Partition(0, 2), False)  # resuming what was never paused is harmless
+    drain_queue(c)
+    assert len(mock.deliveries()) == 5
+
+
+def test_status_against_an_unreachable_redis_is_one_line_and_exit_3(campaign, role_env):
+    result = subprocess.run([sys.executable, "-m", "common.status"], cwd=ROOT, capture_output=True, text=True,
+                            env=dict(role_env, REDIS_URL="redis://127.0.0.1:1/0"), timeout=30)
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Redis" in result.stderr
+
+
+def test_jobs_claimed_before_a_pause_are_not_sent_until_resumed(campaign, build, mock, real_redis, monkeypatch):
+    monkeypatch.setattr("common.pause.CHECK_EVERY", 0.0)
+    producer, consumer = build
+    ids = [i for i in campaign.add(20) if i % 2 == 1]
+    producer().loop()
+    mock.configure(latency_ms=300)
+    c = consumer(concurrency=2)  # claims four: two sending, two waiting for a free thread
+    c.loop()
+    assert len(c.in_flight) == 4
+    set_paused(real_redis, "", None, True)
+    for _ in range(40):
+        c.loop()
+    assert mock.stats()["requests"] <= 2  # the two already sending; the waiting two went back
+    set_paused(real_redis, "", None, False)
+    drain_queue(c)
+    assert mock.deliveries() == {f"campaign_master_1:{i}": 1 for i in ids}

@@ -1,0 +1,194 @@
+"""The web service as a process, over real HTTP: health, status, pause and
+resume, the ingest API, the OpenAPI document and Basic auth."""
+
+import re
+import shutil
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+
+from common.db import PENDING
+from tests.conftest import run_role, start_role
+from tests.integration.test_processes import stop
+
+pytestmark = pytest.mark.integration
+
+AUTH = ("admin", "s3cret")
+
+
+@pytest.fixture
+def web(role_env, campaign, real_redis):
+    """The service on a free loopback port, with Basic auth; yields its base URL."""
+    process = start_role("common.web", dict(role_env, WEB_PORT="0", WEB_USERNAME=AUTH[0], WEB_PASSWORD=AUTH[1],
+                                            DEFAULT_REGION="ID"))
+    url = None
+    for line in process.stderr:
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            url = match.group(1)
+            break
+    assert url, "the web service did not start"
+    yield url
+    code, err = stop(process)
+    assert code == 0, err[-500:]
+
+
+def test_health_needs_no_credentials_and_everything_else_does(web):
+    assert requests.get(f"{web}/health", timeout=5).json() == {"status": "ok", "mysql": "ok", "redis": "ok"}
+    refused = requests.get(f"{web}/api/status", timeout=5)
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+    assert requests.get(f"{web}/api/status", auth=("admin", "wrong"), timeout=5).status_code == 401
+    assert requests.get(f"{web}/api/status", auth=AUTH, timeout=5).status_code == 200
+
+
+def test_ingest_adds_pending_rows_that_the_pipeline_then_sends(web, campaign, role_env, mock):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40)")
+    answer = requests.post(f"{web}/api/messages", auth=AUTH, timeout=10, json=[
+        {"to": "+62 812-3456-7890", "params": {"column2": "Ana"}},
+        {"to": "081234567891", "template": "hello_world"},  # national: DEFAULT_REGION=ID
+    ])
+    assert answer.status_code == 202, answer.text
+    ids = answer.json()["ids"]
+    assert answer.json()["status"] == "queued" and len(ids) == 2
+    assert campaign.query("SELECT id, column1, column3, column2 FROM campaign_master_1 ORDER BY id") == (
+        (ids[0], "6281234567890", PENDING, "Ana"), (ids[1], "6281234567891", PENDING, None))
+    for module in ("producers.odd", "producers.even", "consumers.odd", "consumers.even"):
+        assert run_role(module, role_env, "--once").returncode == 0
+    assert sorted(mock.recipients()) == ["6281234567890", "6281234567891"]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"to": "not a phone"}, "message 0: phone has characters"),
+    ([{"to": "+6281234567890"}, {"to": "0812"}], "message 1:"),
+    ({"to": "+6281234567890", "params": {"column9": "x"}}, "not a column of the campaign table"),
+    ({"to": "+6281234567890", "template": "promo_2026"}, "this campaign sends one template"),
+    ({"to": "+6281234567890", "extra": 1}, "unknown fields extra"),
+    ([], "no messages"),
+    ("just text", "must be an object"),
+])
+def test_bad_input_is_a_400_with_the_reason_and_adds_nothing(web, campaign, body, reason):
+    answer = requests.post(f"{web}/api/messages", auth=AUTH, json=body, timeout=10)
+    assert answer.status_code == 400 and reason in answer.json()["error"]
+    assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
+
+
+def test_a_body_that_is_not_json_is_a_400(web):
+    answer = requests.post(f"{web}/api/messages", auth=AUTH, data="{", timeout=5,
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "JSON" in answer.json()["error"]
+
+
+def test_status_pause_and_resume_over_http(web, campaign, real_redis):
+    campaign.add(6)
+    status = requests.get(f"{web}/api/status", auth=AUTH, timeout=5).json()
+    assert status["total"]["pending"] == 6 and [p["partition"] for p in status["partitions"]] == ["0/2", "1/2"]
+    assert requests.post(f"{web}/api/pause", auth=AUTH, json={"partition": 1}, timeout=5).json() == {
+        "paused": True, "partition": "1/2"}
+    assert real_redis.exists("paused:2:1")
+    assert requests.get(f"{web}/api/status", auth=AUTH, timeout=5).json()["partitions"][1]["paused"]
+    requests.post(f"{web}/api/resume", auth=AUTH, json={"partition": 1}, timeout=5)
+    assert not real_redis.exists("paused:2:1")
+    assert requests.post(f"{web}/api/pause", auth=AUTH, json={"partition": 7}, timeout=5).status_code == 400
+
+
+def test_the_openapi_document_lists_every_route(web):
+    doc = requests.get(f"{web}/openapi.json", auth=AUTH, timeout=5).json()
+    assert doc["openapi"].startswith("3.") and set(doc["paths"]) == {
+        "/", "/health", "/api/status", "/api/messages", "/api/pause", "/api/resume"}
+
+
+def test_it_refuses_a_public_address_without_credentials(role_env):
+    result = run_role("common.web", dict(role_env, WEB_HOST="0.0.0.0", WEB_PORT="0"), timeout=30)
+    assert result.returncode == 2 and "refusing to listen on 0.0.0.0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("Chromium is not installed (scripts/setup installs it when run as root)")
+    return path
+
+
+def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pause_and_resume(
+        web, campaign, role_env, mock, real_redis):
+    campaign.add(30)
+    campaign.add(2, phone=lambda i: "not-a-phone")
+    for module in ("producers.even", "consumers.even"):  # even rows go out; odd ones stay pending
+        assert run_role(module, role_env, "--once").returncode == 0
+    sent, failed, pending = campaign.count(0), campaign.count(2), campaign.count(PENDING)
+    assert sent and pending
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(http_credentials={"username": AUTH[0], "password": AUTH[1]},
+                                viewport={"width": 390, "height": 844})  # a phone
+        page.goto(f"{web}/")
+        page.wait_for_function("document.getElementById('state').textContent !== 'loading'")
+        total = 'tr[data-partition="total"]'
+        assert page.inner_text(f"{total} td.sent") == f"{sent:,}"
+        assert page.inner_text(f"{total} td.failed") == f"{failed:,}"
+        assert page.inner_text(f"{total} td.pending") == f"{pending:,}"
+        assert page.locator("#failures tr").count() == failed
+        assert "not a number" in page.inner_text("#failures") or "characters" in page.inner_text("#failures")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+        assert page.locator("#chart rect").count() == 60
+
+        page.click('button.pause:not([data-partition])')
+        page.wait_for_function("document.getElementById('state').textContent === 'paused'")
+        assert real_redis.exists("paused")
+        page.click('tr[data-partition="1/2"] button.pause')
+        page.wait_for_selector('tr[data-partition="1/2"] button.resume')
+        assert real_redis.exists("paused:2:1")
+        page.click('button.resume:not([data-partition])')
+        page.wait_for_function("document.getElementById('state').textContent === 'sending'")
+        assert not real_redis.exists("paused") and real_redis.exists("paused:2:1")
+        browser.close()
+
+
+def test_posts_must_be_json_so_a_cross_site_form_cannot_steer_the_campaign(web, real_redis):
+    form = requests.post(f"{web}/api/pause", auth=AUTH, data={"partition": "1"}, timeout=5)
+    assert form.status_code == 415 and not real_redis.exists("paused", "paused:2:1")
+    for body in ({"partition": 1.5}, {"partition": True}, [1], {"partition": -1}):
+        answer = requests.post(f"{web}/api/pause", auth=AUTH, json=body, timeout=5)
+        assert answer.status_code == 400 and "whole number" in answer.json()["error"], body
+    assert not real_redis.keys("paused*")
+
+
+def test_a_value_the_table_refuses_is_a_400_and_adds_nothing(web, campaign):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column4 INT, ADD COLUMN column5 VARCHAR(3)")
+    for params in ({"column4": "not a number"}, {"column5": "far too long"}):
+        answer = requests.post(f"{web}/api/messages", auth=AUTH, timeout=5,
+                               json=[{"to": "+6281234567890"}, {"to": "+6281234567891", "params": params}])
+        assert answer.status_code == 400 and "MySQL refused the row" in answer.json()["error"], answer.text
+    assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
+
+
+def test_without_credentials_only_requests_to_localhost_are_served(role_env, campaign, real_redis):
+    process = start_role("common.web", dict(role_env, WEB_PORT="0"))
+    try:
+        url = next(m.group(1) for line in process.stderr if (m := re.search(r"listening on (http://\S+)", line)))
+        assert requests.get(f"{url}/api/status", timeout=5).status_code == 200
+        rebound = requests.get(f"{url}/api/status", headers={"Host": "evil.example:80"}, timeout=5)
+        assert rebound.status_code == 403
+    finally:
+        stop(process)
+
+
+def test_messages_can_bring_their_own_template_through_template_column(role_env, campaign, mock, real_redis):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN tpl VARCHAR(60)")
+    env = dict(role_env, TEMPLATE_COLUMN="tpl")
+    process = start_role("common.web", dict(env, WEB_PORT="0"))
+    try:
+        url = next(m.group(1) for line in process.stderr if (m := re.search(r"listening on (http://\S+)", line)))
+        answer = requests.post(f"{url}/api/messages", timeout=10, json=[
+            {"to": "+6281234567890", "template": "promo_nov"}, {"to": "+6281234567891"}])
+        assert answer.status_code == 202, answer.text
+    finally:
+        stop(process)
+    assert campaign.query("SELECT column1, tpl FROM campaign_master_1 ORDER BY id") == (
+        ("6281234567890", "promo_nov"), ("6281234567891", None))
+    for module in ("producers.odd", "producers.even", "consumers.odd", "consumers.even"):
+        assert run_role(module, env, "--once").returncode == 0
+    templates = {body["to"]: body["template"]["name"] for body in mock.bodies().values()}
+    assert templates == {"6281234567890": "promo_nov", "6281234567891": "hello_world"}

@@ -1,0 +1,85 @@
+"""The circuit breaker's states, kept in (fake) Redis and shared by every Breaker on the same key."""
+
+import time
+
+import pytest
+
+from common import breaker as breaker_module
+from common.breaker import Breaker, BreakerPolicy
+
+POLICY = BreakerPolicy(failures=3, cooldown=0.2, successes=2, trial_timeout=5)
+
+
+@pytest.fixture
+def make(fake_redis, monkeypatch):
+    monkeypatch.setattr(breaker_module, "REFRESH", 0.0)  # always read the shared state
+
+    def build(policy=POLICY):
+        return Breaker(fake_redis, "sender:a:breaker", "a", policy)
+
+    return build
+
+
+def state(fake_redis):
+    return fake_redis.hget("sender:a:breaker", "state") or "closed"
+
+
+def test_it_opens_after_n_consecutive_failures_only(make, fake_redis):
+    b = make()
+    for outcome in ["fail", "fail", "ok", "fail", "fail"]:
+        b.record(outcome)
+    assert state(fake_redis) == "closed" and b.allow()  # the success in between reset the count
+    b.record("fail")
+    assert state(fake_redis) == "open" and not b.allow()
+
+
+def test_a_sender_down_answer_opens_it_at_once(make, fake_redis):
+    b = make()
+    b.record("down", "HTTP 401: bad token")
+    assert state(fake_redis) == "open" and not b.allow()
+    assert fake_redis.hget("sender:a:breaker", "reason") == "HTTP 401: bad token"
+    assert 0 < b.available_in() <= POLICY.cooldown
+
+
+def test_after_the_cooldown_a_few_trials_go_through_and_their_successes_close_it(make, fake_redis):
+    b = make()
+    b.record("down")
+    time.sleep(POLICY.cooldown + 0.05)
+    assert b.allow() == b.allow() == "trial"  # two trials: as many as the successes needed
+    assert not b.allow() and state(fake_redis) == "half_open"
+    b.record("ok")
+    assert state(fake_redis) == "half_open"
+    b.record("ok")
+    assert state(fake_redis) == "closed" and b.allow()
+
+
+def test_a_failed_trial_opens_it_again(make, fake_redis):
+    b = make()
+    b.record("down")
+    time.sleep(POLICY.cooldown + 0.05)
+    assert b.allow()
+    b.record("fail")
+    assert state(fake_redis) == "open" and not b.allow()
+
+
+def test_every_breaker_on_the_key_sees_the_same_state(make, fake_redis):
+    first, second = make(), make()
+    assert second.allow()
+    first.record("down")
+    assert not second.allow()  # another consumer, another host: the same Redis key
+
+
+def test_a_late_success_does_not_close_an_open_breaker(make, fake_redis):
+    b = make()
+    b.record("down")
+    b.record("ok")  # a send that started before it opened
+    assert state(fake_redis) == "open"
+
+
+def test_a_trial_given_back_can_be_taken_again(make, fake_redis):
+    b = make()
+    b.record("down")
+    time.sleep(POLICY.cooldown + 0.05)
+    assert b.allow() == b.allow() == "trial" and b.allow() is None
+    b.give_back_trial()  # allowed, then not sent (no paced slot, a stop)
+    assert b.allow() == "trial"
