@@ -105,7 +105,7 @@ class Checks:
         queue = JobQueue(self.redis, Partition(1, 2), prefix)
         queue.enqueue(jobs)
         started = time.perf_counter()
-        claims, _ = queue.claim(self.batch_size, LEASE_SECONDS)
+        claims, *_ = queue.claim(self.batch_size, LEASE_SECONDS)
         pending = table.pending_among([claim.row_id for claim in claims])
         elapsed = time.perf_counter() - started
         if len(pending) != min(len(jobs), self.batch_size):

@@ -152,9 +152,13 @@ class Consumer:
     def claim_and_start(self) -> int:
         """Claim due jobs, drop stale ones, start the rest. Returns how many were claimed."""
         free = self.capacity - len(self.in_flight)
-        claims, foreign = self.queue.claim(min(free, self.settings.batch_size), self.settings.lease_seconds)
+        claims, foreign, reclaimed = self.queue.claim(min(free, self.settings.batch_size),
+                                                      self.settings.lease_seconds)
         if foreign:
             log.warning("removed %d queue entries that are not row ids: %s", len(foreign), foreign[:5])
+        if reclaimed:
+            metrics.LEASES_RECLAIMED.labels(self.partition_label).inc(reclaimed)
+            log.info("took over %d jobs whose lease had lapsed (a consumer died or stalled)", reclaimed)
         if not claims:
             return 0
         try:

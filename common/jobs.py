@@ -4,7 +4,9 @@ Keys (with the optional KEY_PREFIX in front):
   job:<id>        the job's payload, set with SET NX so a row is queued once
   due:<N>:<K>     sorted set of partition K of N: member = row id, score = the
                   time (ms) the job may next be claimed
-  stats:<N>:<K>   hash of counters: sent, failed, retried, dropped
+  leased:<N>:<K>  hash: row id -> lease end, for jobs claimed and not yet
+                  finished or put back; a claim finding its row here is a reclaim
+  stats:<N>:<K>   hash of counters: sent, failed, retried, dropped, reclaimed
   sent_at:<N>:<K>:<t>  rows sent in the RATE_BUCKET seconds from t * RATE_BUCKET
   sent_per_minute:<N>:<K>  hash: minute (unix time // 60) -> rows sent in it
 
@@ -42,22 +44,28 @@ return {queued, redis.call('ZCARD', KEYS[1])}
 # Take up to ARGV[3] due jobs and lease them until ARGV[2]. A due entry whose
 # job key is gone was finished elsewhere and is dropped. A job key holding
 # something other than a string comes back as '' (malformed) instead of
-# aborting the script.
+# aborting the script. A job still marked leased (KEYS[2]) was claimed before
+# and neither finished nor put back: its consumer died or stalled, and this
+# claim is a reclaim, counted in the stats hash (KEYS[3]). Returns
+# {reclaims, id, payload, id, payload, ...}.
 CLAIM = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local claimed = {}
+local out = {0}
 for _, id in ipairs(ids) do
   local payload = redis.pcall('GET', ARGV[4] .. id)
   if payload == false then
     redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
   else
     if type(payload) == 'table' then payload = '' end
     redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
-    claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = payload
+    if redis.call('HSET', KEYS[2], id, ARGV[2]) == 0 then out[1] = out[1] + 1 end
+    out[#out + 1] = id
+    out[#out + 1] = payload
   end
 end
-return claimed
+if out[1] > 0 then redis.call('HINCRBY', KEYS[3], 'reclaimed', out[1]) end
+return out
 """
 
 # Reschedule jobs (ARGV[1] is the job key prefix, then id, lease, due,
@@ -71,6 +79,7 @@ for i = 2, #ARGV, 4 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) == tonumber(ARGV[i + 1]) then
     redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 2], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
     if ARGV[i + 3] ~= '' then
       redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 3], 'XX')
     end
@@ -179,6 +188,7 @@ class JobQueue:
         self.partition = partition
         self.job_prefix = f"{prefix}job:"
         self.due_key = f"{prefix}due:{partition.of}:{partition.index}"
+        self.leased_key = f"{prefix}leased:{partition.of}:{partition.index}"
         self.stats_key = f"{prefix}stats:{partition.of}:{partition.index}"
         self.scan_key = f"{prefix}scanned:{partition.of}:{partition.index}"
         self.sent_at_prefix = sent_at_prefix(prefix, partition)
@@ -218,12 +228,14 @@ class JobQueue:
         """Jobs in the partition's queue: waiting, leased or backing off."""
         return self._call("depth", self.redis.zcard, self.due_key)
 
-    def claim(self, limit: int, lease_seconds: float) -> tuple[list[Claim], list[str]]:
-        """Lease up to `limit` due jobs; also returns due entries that are not row ids."""
+    def claim(self, limit: int, lease_seconds: float) -> tuple[list[Claim], list[str], int]:
+        """Lease up to `limit` due jobs. Also returns due entries that are not
+        row ids, and how many of the claims took over a lapsed lease."""
         now = now_ms()
         lease_until = now + int(lease_seconds * 1000)
-        flat = self._call(
-            "claim", self._claim, keys=[self.due_key], args=[now, lease_until, limit, self.job_prefix]
+        reclaimed, *flat = self._call(
+            "claim", self._claim, keys=[self.due_key, self.leased_key, self.stats_key],
+            args=[now, lease_until, limit, self.job_prefix]
         )
         claims, foreign = [], []
         for member, raw in zip(flat[::2], flat[1::2]):
@@ -233,8 +245,11 @@ class JobQueue:
             row_id = int(member)
             claims.append(Claim(row_id, lease_until, decode_job(row_id, raw)))
         if foreign:
-            self._call("drop foreign entries", self.redis.zrem, self.due_key, *foreign)
-        return claims, foreign
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(self.due_key, *foreign)
+            pipe.hdel(self.leased_key, *foreign)
+            self._call("drop foreign entries", pipe.execute)
+        return claims, foreign, reclaimed
 
     def finish(self, row_ids: list[int], counter: str) -> None:
         """Remove finished jobs (after MySQL has recorded the outcome) and count them."""
@@ -243,6 +258,7 @@ class JobQueue:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*(self.job_key(r) for r in row_ids))
         pipe.zrem(self.due_key, *row_ids)
+        pipe.hdel(self.leased_key, *row_ids)
         pipe.hincrby(self.stats_key, counter, len(row_ids))
         if counter == "sent":
             now = int(time.time())
@@ -262,7 +278,7 @@ class JobQueue:
         for row_id, lease_ms, due_ms, job in moves:
             args += [row_id, lease_ms, due_ms, job.encode() if job else ""]
         return self._call(
-            "reschedule", self._reschedule, keys=[self.due_key], args=args
+            "reschedule", self._reschedule, keys=[self.due_key, self.leased_key], args=args
         )
 
     def extend(self, leases: dict[int, int], until_ms: int) -> set[int]:

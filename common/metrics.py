@@ -11,6 +11,8 @@ SEND_SECONDS = Histogram("campaign_send_seconds", "Time from request to answer o
 RETRIES = Counter("campaign_retries", "Jobs put back to be tried again later.", ["partition"])
 LEASES_LOST = Counter("campaign_leases_lost", "Claimed jobs whose lease this consumer lost (another may "
                                               "reclaim them, or Redis restarted).", ["partition"])
+LEASES_RECLAIMED = Counter("campaign_leases_reclaimed", "Jobs claimed after another consumer's lease on them "
+                                                      "lapsed (it died or stalled).", ["partition"])
 QUEUED = Counter("campaign_jobs_queued", "Jobs a producer added to the queue.", ["partition"])
 QUEUE_DEPTH = Gauge("campaign_queue_depth", "Jobs in the partition's queue: due, leased or waiting to retry.",
                     ["partition"])

@@ -50,8 +50,8 @@ def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partiti
     pipe.zcount(queue.due_key, f"({now}", "+inf")
     pipe.mget(buckets)
     pipe.exists(pause_key(prefix, partition))
-    pipe.hget(queue.stats_key, "retried")
-    ready, later, sent_counts, paused, retried = pipe.execute()
+    pipe.hmget(queue.stats_key, ["retried", "reclaimed"])
+    ready, later, sent_counts, paused, (retried, reclaimed) = pipe.execute()
     in_flight = sum(int(p.get("in_flight", 0)) for p in processes
                     if p.get("role") == "consumer" and p.get("partition") == str(partition))
     return {
@@ -63,7 +63,9 @@ def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partiti
         "sent": table_counts.get(SENT, 0),
         "failed": table_counts.get(FAILED, 0),
         "sent_last_minute": sum(int(c or 0) for c in sent_counts),
-        "retries": int(retried or 0),  # counted in Redis by every consumer, cron runs included
+        # Counted in Redis by every consumer, cron runs included.
+        "retries": int(retried or 0),
+        "reclaims": int(reclaimed or 0),  # jobs taken over after their consumer's lease lapsed
         "paused": bool(paused),
     }
 
@@ -103,7 +105,7 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) ->
         raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
     total = {key: sum(p[key] for p in partitions)
              for key in ("pending", "queued", "in_flight", "waiting_retry", "sent", "failed", "sent_last_minute",
-                         "retries")}
+                         "retries", "reclaims")}
     rows = total["pending"] + total["sent"] + total["failed"]
     rate = total["sent_last_minute"] / rate_window()
     now = time.time()
@@ -162,7 +164,9 @@ def render(view: dict) -> Group:
         note = "paused" if p["paused"] else ("outside send window" if p["outside_window"] else "")
         procs.add_row(p["role"], p["partition"], p["host"], str(p["pid"]), f"{p['last_beat_seconds_ago']:.0f} s ago",
                       str(p["in_flight"]) if p["role"] == "consumer" else "", note)
-    items = [headline, bar, parts, procs if view["processes"] else "[yellow]no live processes[/]"]
+    churn = (f"{total['retries']:,} retries, {total['reclaims']:,} jobs taken over from a lapsed lease "
+             "(a consumer died or stalled)")
+    items = [headline, bar, parts, churn, procs if view["processes"] else "[yellow]no live processes[/]"]
     if view["senders"]:
         senders = Table("sender", "breaker", "reason", title="Senders", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for s in view["senders"]:

@@ -49,6 +49,32 @@ def test_a_consumer_exposes_sends_by_outcome_latency_retries_and_queue_depth(cam
     assert samples[("campaign_breaker_open", frozenset({("sender", sender)}))] == 0
 
 
+def test_jobs_taken_over_from_a_killed_consumer_are_counted_as_lease_reclaims(campaign, role_env, mock,
+                                                                             real_redis):
+    ids = [i for i in campaign.add(60) if i % 2 == 1]
+    assert run_role("producers.odd", role_env, "--once").returncode == 0
+    mock.configure(latency_ms=300)
+    victim = start_role("consumers.odd", role_env)
+    wait_for(lambda: mock.stats()["in_flight"] >= 2, what="sends in flight")
+    victim.kill()  # dies holding leases it will never finish or hand back
+    victim.communicate()
+    held = real_redis.hlen("leased:2:1")
+    assert held > 0
+    mock.configure(latency_ms=0)
+    port = free_port()
+    survivor = start_role("consumers.odd", dict(role_env, METRICS_PORT=str(port)))
+    try:
+        wait_for(lambda: campaign.count(PENDING) == 30, timeout=30, what="odd rows sent after the leases lapsed")
+        samples = scrape(port)
+    finally:
+        code, err = stop(survivor)
+    assert code == 0, err[-500:]
+    assert samples[("campaign_leases_reclaimed_total", frozenset({("partition", "1/2")}))] == held
+    assert real_redis.hget("stats:2:1", "reclaimed") == str(held)  # what status reads, cron runs included
+    assert real_redis.hlen("leased:2:1") == 0
+    assert set(mock.deliveries()) == {f"campaign_master_1:{i}" for i in ids}
+
+
 def test_a_port_in_use_is_one_line_and_exit_2(campaign, role_env):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

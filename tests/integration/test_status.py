@@ -51,6 +51,7 @@ def test_status_shows_progress_processes_and_failure_reasons_that_match_the_data
     assert sum(p["sent"] for p in after["partitions"]) == 400
     assert after["total"]["sent_last_minute"] == 400 and after["rate_per_second"] > 0
     assert after["failure_reasons"][0]["rows"] == 3
+    assert after["total"]["reclaims"] == 0  # no consumer died, so no lease lapsed
     assert status_json(role_env)["processes"] == []  # a clean exit removes the heartbeat
     table = status(role_env)
     assert "403 rows done (100.0 %)" in table and "Why rows failed" in table

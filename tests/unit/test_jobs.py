@@ -29,34 +29,58 @@ def test_enqueue_restores_a_lost_due_entry(fake_redis):
     q.enqueue([Job(1, "628100000001")])
     fake_redis.delete(q.due_key)
     q.enqueue([Job(1, "628100000001")])
-    claims, _ = q.claim(10, lease_seconds=5)
+    claims, *_ = q.claim(10, lease_seconds=5)
     assert [c.row_id for c in claims] == [1]
 
 
 def test_a_claimed_job_is_not_claimed_again_until_its_lease_ends(fake_redis):
     q = queue(fake_redis)
     q.enqueue([Job(1, "628100000001")])
-    first, _ = q.claim(10, lease_seconds=0.2)
-    second, _ = q.claim(10, lease_seconds=0.2)
+    first, *_ = q.claim(10, lease_seconds=0.2)
+    second, *_ = q.claim(10, lease_seconds=0.2)
     assert [c.row_id for c in first] == [1] and second == []
     time.sleep(0.25)
-    third, _ = q.claim(10, lease_seconds=5)
+    third, *_ = q.claim(10, lease_seconds=5)
     assert [c.row_id for c in third] == [1]
+
+
+def test_a_claim_of_a_lapsed_lease_is_counted_as_a_reclaim(fake_redis):
+    q = queue(fake_redis)
+    q.enqueue([Job(1, "628100000001"), Job(3, "628100000003")])
+    _, _, reclaimed = q.claim(10, lease_seconds=0.05)
+    assert reclaimed == 0
+    time.sleep(0.1)
+    again, _, reclaimed = q.claim(10, lease_seconds=5)
+    assert sorted(c.row_id for c in again) == [1, 3] and reclaimed == 2
+    assert q.stats()["reclaimed"] == 2
+
+
+def test_a_job_finished_or_put_back_is_not_reclaimed_later(fake_redis):
+    q = queue(fake_redis)
+    q.enqueue([Job(1, "628100000001"), Job(3, "628100000003")])
+    claims, *_ = q.claim(10, lease_seconds=5)
+    lease = {c.row_id: c.lease_until_ms for c in claims}
+    q.finish([1], "sent")
+    assert q.reschedule([(3, lease[3], 0, None)]) == 1
+    q.enqueue([Job(1, "628100000001")])  # a producer's read from before the send
+    _, _, reclaimed = q.claim(10, lease_seconds=5)
+    assert reclaimed == 0 and "reclaimed" not in q.stats()
+    assert fake_redis.hlen(q.leased_key) == 2  # both claimed again, by this claim
 
 
 def test_claim_respects_the_limit(fake_redis):
     q = queue(fake_redis)
     q.enqueue([Job(i, "628100000001") for i in range(1, 20, 2)])
-    claims, _ = q.claim(3, lease_seconds=5)
+    claims, *_ = q.claim(3, lease_seconds=5)
     assert len(claims) == 3
 
 
 def test_reschedule_only_moves_a_job_whose_lease_is_still_ours(fake_redis):
     q = queue(fake_redis)
     q.enqueue([Job(1, "628100000001")])
-    mine, _ = q.claim(1, lease_seconds=0.05)
+    mine, *_ = q.claim(1, lease_seconds=0.05)
     time.sleep(0.1)
-    theirs, _ = q.claim(1, lease_seconds=30)
+    theirs, *_ = q.claim(1, lease_seconds=30)
     assert q.reschedule([(1, mine[0].lease_until_ms, 0, Job(1, "628100000001", attempts=1))]) == 0
     assert fake_redis.zscore(q.due_key, "1") == theirs[0].lease_until_ms
     assert decode_job(1, fake_redis.get("job:1")).attempts == 0
@@ -77,7 +101,7 @@ def test_a_malformed_payload_is_claimed_without_a_job(fake_redis):
     q = queue(fake_redis)
     fake_redis.set("job:1", "not json")
     q.enqueue([Job(1, "628100000001")])
-    claims, _ = q.claim(10, lease_seconds=5)
+    claims, *_ = q.claim(10, lease_seconds=5)
     assert claims[0].row_id == 1 and claims[0].job is None
 
 
@@ -85,7 +109,7 @@ def test_a_key_of_another_type_is_claimed_without_a_job(fake_redis):
     q = queue(fake_redis)
     fake_redis.hset("job:1", "foreign", "value")
     q.enqueue([Job(1, "628100000001")])
-    claims, _ = q.claim(10, lease_seconds=5)
+    claims, *_ = q.claim(10, lease_seconds=5)
     assert claims[0].row_id == 1 and claims[0].job is None
 
 
@@ -93,7 +117,7 @@ def test_due_entries_that_are_not_row_ids_are_removed(fake_redis):
     q = queue(fake_redis)
     fake_redis.set("job:abc", "{}")
     fake_redis.zadd(q.due_key, {"abc": 0})
-    claims, foreign = q.claim(10, lease_seconds=5)
+    claims, foreign, _ = q.claim(10, lease_seconds=5)
     assert claims == [] and foreign == ["abc"]
     assert q.depth() == 0
 
@@ -101,7 +125,7 @@ def test_due_entries_that_are_not_row_ids_are_removed(fake_redis):
 def test_a_due_entry_without_its_job_key_is_dropped(fake_redis):
     q = queue(fake_redis)
     fake_redis.zadd(q.due_key, {"9": 0})
-    claims, _ = q.claim(10, lease_seconds=5)
+    claims, *_ = q.claim(10, lease_seconds=5)
     assert claims == [] and q.depth() == 0
 
 
@@ -121,7 +145,7 @@ def test_decode_job_refuses_foreign_values():
 def test_extend_only_renews_leases_that_are_still_ours(fake_redis):
     q = queue(fake_redis)
     q.enqueue([Job(1, "628100000001"), Job(3, "628100000003")])
-    claims, _ = q.claim(10, lease_seconds=5)
+    claims, *_ = q.claim(10, lease_seconds=5)
     leases = {c.row_id: c.lease_until_ms for c in claims}
     fake_redis.zadd(q.due_key, {"3": 42})  # row 3's lease lapsed and was claimed elsewhere
     assert q.extend(leases, until_ms=leases[1] + 10_000) == {1}
