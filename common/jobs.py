@@ -9,6 +9,9 @@ Keys (with the optional KEY_PREFIX in front):
   stats:<N>:<K>   hash of counters: sent, failed, retried, dropped, reclaimed
   sent_at:<N>:<K>:<t>  rows sent in the RATE_BUCKET seconds from t * RATE_BUCKET
   sent_per_minute:<N>:<K>  hash: minute (unix time // 60) -> rows sent in it
+  sending_since:<N>:<K>  time (ms) sends began, kept while sends go on and
+                  gone after a minute without one: the send rate of a run
+                  younger than a minute is taken over its own age
 
 Claiming a job moves its score to now + lease, so a job whose consumer died
 becomes due again by itself. Consumers only read their partition's sorted set,
@@ -113,6 +116,10 @@ def sent_at_prefix(prefix: str, partition: Partition) -> str:
     return f"{prefix}sent_at:{partition.of}:{partition.index}:"
 
 
+def sending_since_key(prefix: str, partition: Partition) -> str:
+    return f"{prefix}sending_since:{partition.of}:{partition.index}"
+
+
 def per_minute_key(prefix: str, partition: Partition) -> str:
     """Hash of rows sent per minute (field: unix time // 60), kept a day: the dashboard's rate chart."""
     return f"{prefix}sent_per_minute:{partition.of}:{partition.index}"
@@ -193,6 +200,7 @@ class JobQueue:
         self.scan_key = f"{prefix}scanned:{partition.of}:{partition.index}"
         self.sent_at_prefix = sent_at_prefix(prefix, partition)
         self.per_minute_key = per_minute_key(prefix, partition)
+        self.sending_since_key = sending_since_key(prefix, partition)
         self._enqueue = client.register_script(ENQUEUE)
         self._claim = client.register_script(CLAIM)
         self._reschedule = client.register_script(RESCHEDULE)
@@ -267,6 +275,8 @@ class JobQueue:
             pipe.expire(bucket, RATE_BUCKET * 20)
             pipe.hincrby(self.per_minute_key, now // 60, len(row_ids))
             pipe.expire(self.per_minute_key, 86_400)
+            pipe.set(self.sending_since_key, now_ms(), nx=True)
+            pipe.expire(self.sending_since_key, 60)
         self._call("finish", pipe.execute)
 
     def reschedule(self, moves: list[tuple[int, int, int, Job | None]]) -> int:

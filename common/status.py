@@ -34,9 +34,13 @@ CHART_MINUTES = 60  # minutes of send history in the snapshot (the dashboard's c
 RATE_BUCKETS = 6  # the current bucket and the five before it: about the last minute
 
 
-def rate_window() -> float:
-    """Seconds the rate buckets cover: five full ones and the current one so far."""
-    return (RATE_BUCKETS - 1) * RATE_BUCKET + time.time() % RATE_BUCKET
+def rate_window(sending_since_ms: int | None) -> float:
+    """Seconds the rate buckets cover: five full ones and the current one so
+    far, or less when sends began more recently than that."""
+    window = (RATE_BUCKETS - 1) * RATE_BUCKET + time.time() % RATE_BUCKET
+    if sending_since_ms is not None:
+        window = min(window, max(time.time() - sending_since_ms / 1000, 1.0))
+    return window
 
 
 def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partition: Partition,
@@ -51,7 +55,8 @@ def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partiti
     pipe.mget(buckets)
     pipe.exists(pause_key(prefix, partition))
     pipe.hmget(queue.stats_key, ["retried", "reclaimed"])
-    ready, later, sent_counts, paused, (retried, reclaimed) = pipe.execute()
+    pipe.get(queue.sending_since_key)
+    ready, later, sent_counts, paused, (retried, reclaimed), since = pipe.execute()
     in_flight = sum(int(p.get("in_flight", 0)) for p in processes
                     if p.get("role") == "consumer" and p.get("partition") == str(partition))
     return {
@@ -67,6 +72,7 @@ def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partiti
         "retries": int(retried or 0),
         "reclaims": int(reclaimed or 0),  # jobs taken over after their consumer's lease lapsed
         "paused": bool(paused),
+        "sending_since_ms": int(since) if since else None,
     }
 
 
@@ -107,7 +113,8 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) ->
              for key in ("pending", "queued", "in_flight", "waiting_retry", "sent", "failed", "sent_last_minute",
                          "retries", "reclaims")}
     rows = total["pending"] + total["sent"] + total["failed"]
-    rate = total["sent_last_minute"] / rate_window()
+    started = [p["sending_since_ms"] for p in partitions if p["sending_since_ms"]]
+    rate = total["sent_last_minute"] / rate_window(min(started) if started else None)
     now = time.time()
     return {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -148,7 +155,11 @@ def render(view: dict) -> Group:
     headline = (f"[bold]{view['table']}[/]: {total['sent'] + total['failed']:,} of {view['rows']:,} rows done "
                 f"({view['done_percent']:.1f} %), {view['rate_per_second']:,.1f} msg/s over the last minute, "
                 f"ETA {duration(view['eta_seconds'])} - [bold]{state}[/]")
-    bar = ProgressBar(total=max(view["rows"], 1), completed=total["sent"] + total["failed"], width=60)
+    # In a grid row with its figure, so that the bar ends its line also when
+    # the output is not a terminal (a bare ProgressBar then leaves it open).
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(ProgressBar(total=max(view["rows"], 1), completed=total["sent"] + total["failed"], width=60),
+                f"{view['done_percent']:.1f} %")
     parts = Table(title="Partitions", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     parts.add_column("partition", no_wrap=True)
     for name in ("pending", "queued", "sending", "retry", "sent", "failed", "sent/min"):

@@ -40,13 +40,25 @@ def connect(database_url: str):
         raise ConfigError(f"cannot connect to {target.describe()}: {exc.args[-1]} (run scripts/setup)") from None
 
 
-def seed(connection, rows: int) -> None:
-    """A fresh demo table with `rows` pending rows."""
+# What a real list holds now and then; the consumers fail these rows, with the
+# reason, and never send them.
+BAD_PHONES = ["62812-CALL-ME", "62812"]
+
+
+def demo_phone(n: int, bad_every: int) -> str:
+    if bad_every and n % bad_every == bad_every - 1:
+        return BAD_PHONES[(n // bad_every) % len(BAD_PHONES)]
+    return f"62812{n:08d}"
+
+
+def seed(connection, rows: int, bad_share: float) -> None:
+    """A fresh demo table with `rows` pending rows, `bad_share` of them with a phone that is not valid."""
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
         cursor.execute(f"CREATE TABLE {TABLE} LIKE campaign_master_1")
         cursor.execute("DELETE FROM campaign_failures WHERE campaign_table = %s", (TABLE,))
-        phones = [(f"62812{n:08d}",) for n in range(rows)]
+        bad_every = round(1 / bad_share) if bad_share > 0 else 0
+        phones = [(demo_phone(n, bad_every),) for n in range(rows)]
         for start in range(0, rows, 5000):
             cursor.executemany(f"INSERT INTO {TABLE} (column1) VALUES (%s)", phones[start:start + 5000])
 
@@ -55,6 +67,13 @@ def counts(connection) -> dict[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT column3, COUNT(*) FROM {TABLE} GROUP BY column3")
         return dict(cursor.fetchall())
+
+
+def failure_reasons(connection) -> list[tuple[str, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reason, COUNT(*) FROM campaign_failures WHERE campaign_table = %s"
+                       " GROUP BY reason ORDER BY 2 DESC", (TABLE,))
+        return cursor.fetchall()
 
 
 def clear_demo_keys(client: redis.Redis) -> None:
@@ -115,26 +134,28 @@ def stop(processes: dict[str, subprocess.Popen]) -> dict[str, int]:
 @click.option("--port", default=0, help="Port for the mock endpoint (default: a free one).")
 @click.option("--latency-ms", default=20.0, show_default=True, help="Mock endpoint latency per send.")
 @click.option("--fail-rate", default=0.05, show_default=True, help="Share of sends the mock answers with 500.")
+@click.option("--bad-phones", default=0.002, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of rows seeded with a phone that is not valid: they fail with a reason, unsent.")
 @click.option("--timeout", "time_limit", default=600.0, show_default=True, help="Give up after this many seconds.")
 @click.option("--web-port", default=8000, show_default=True, help="Port of the dashboard (127.0.0.1).")
-def main(rows, port, latency_ms, fail_rate, time_limit, web_port):
+def main(rows, port, latency_ms, fail_rate, bad_phones, time_limit, web_port):
     """Send a demo campaign through the four processes and the mock endpoint,
     with the dashboard on --web-port to watch, pause and resume it."""
     try:
-        sys.exit(run(rows, port, latency_ms, fail_rate, time_limit, web_port))
+        sys.exit(run(rows, port, latency_ms, fail_rate, bad_phones, time_limit, web_port))
     except CampaignError as exc:
         click.echo(f"demo: error: {exc}", err=True)
         sys.exit(exc.exit_code)
 
 
-def run(rows, port, latency_ms, fail_rate, time_limit, web_port) -> int:
+def run(rows, port, latency_ms, fail_rate, bad_phones, time_limit, web_port) -> int:
     database_url = os.environ.get("DATABASE_URL") or ""
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     if not database_url:
         raise ConfigError("DATABASE_URL is not set (run scripts/demo, which sets up .env)")
     connection = connect(database_url)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    seed(connection, rows)
+    seed(connection, rows, bad_phones)
     clear_demo_keys(client)
     mock, mock_url = start_mock(port, latency_ms, fail_rate)
     env = dict(os.environ, CAMPAIGN_TABLE=TABLE, KEY_PREFIX=PREFIX, WHATSAPP_URL=f"{mock_url}/test_camp",
@@ -180,6 +201,8 @@ def run(rows, port, latency_ms, fail_rate, time_limit, web_port) -> int:
     )
     ok = (state.get(1, 0) == 0 and left == 0 and stats["duplicates"] == 0
           and stats["unique"] == state.get(0, 0) and not any(codes.values()))
+    for reason, count in failure_reasons(connection):
+        click.echo(f"failed {count}: {reason}")
     click.echo("demo: every row sent exactly once" if ok else "demo: FAILED, see the logs")
     return 0 if ok else 1
 
