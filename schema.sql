@@ -23,6 +23,20 @@ CREATE TABLE IF NOT EXISTS campaign_failures (
     PRIMARY KEY (campaign_table, row_id)
 );
 
+-- POST /api/messages requests that carried an Idempotency-Key, written in
+-- the same transaction as their rows: a client that retries a request (a
+-- timeout, a lost answer) gets the first request's ids back and adds no row
+-- twice. Old entries may be deleted at will, e.g. after a week:
+--   DELETE FROM ingest_requests WHERE created_at < NOW() - INTERVAL 7 DAY
+CREATE TABLE IF NOT EXISTS ingest_requests (
+    campaign_table VARCHAR(64) NOT NULL,
+    idempotency_key VARCHAR(255) NOT NULL,
+    body_sha256 CHAR(64) NOT NULL,
+    ids MEDIUMTEXT NOT NULL,  -- JSON list of the row ids the request added
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (campaign_table, idempotency_key)
+);
+
 -- Every send attempt, written in batches by the consumers. A row's story:
 --   SELECT * FROM delivery_attempts
 --   WHERE campaign_table = 'campaign_master_1' AND row_id = 42 ORDER BY id

@@ -4,6 +4,7 @@ Rows are pending (status 1), sent (0) or failed (2). A failed row's reason is
 kept in `campaign_failures`, never in the user's table.
 """
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 PENDING, SENT, FAILED = 1, 0, 2
 FAILURE_TABLE = "campaign_failures"
 HISTORY_TABLE = "delivery_attempts"
+INGEST_TABLE = "ingest_requests"
 REASON_LENGTH = 255
 MESSAGE_ID_LENGTH = 128
 
@@ -60,10 +62,19 @@ class Attempt:
 # A value the campaign table will not take: too long, wrong type, a column
 # that needs a value. The row is refused; the server is fine.
 ROW_REJECTED = (1048, 1364, 1366, 1406, 1264, 1292, 1452, 1062)
+DUPLICATE_KEY = 1062
 
 
 class RowRejected(ConfigError):
     """MySQL refused a row we tried to add (ingest): a bad value, not an outage."""
+
+
+class DuplicateKey(RowRejected):
+    """The row's primary or unique key is taken."""
+
+
+class KeyReused(ConfigError):
+    """An Idempotency-Key came back with a different request body."""
 
 
 def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
@@ -73,6 +84,8 @@ def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
         return ConfigError(f"MySQL refused the login for {target.describe()} (wrong user or password?)")
     if code == UNKNOWN_DATABASE:
         return ConfigError(f"MySQL database {target.database!r} does not exist")
+    if code == DUPLICATE_KEY:
+        return DuplicateKey(f"MySQL refused the row: {exc.args[-1]}")
     if code in ROW_REJECTED or isinstance(exc, (pymysql.DataError, pymysql.IntegrityError)):
         return RowRejected(f"MySQL refused the row: {exc.args[-1]}")
     if code in (UNKNOWN_TABLE, UNKNOWN_COLUMN):
@@ -135,6 +148,10 @@ class CampaignTable:
             self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
             self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
             self.add_sender_column()
+
+    def check_ingest_log(self) -> None:
+        """The web service needs the table that remembers Idempotency-Keys."""
+        self._execute(f"SELECT idempotency_key FROM {INGEST_TABLE} LIMIT 0")
 
     def add_sender_column(self) -> None:
         """History tables made before it had a `sender` column get one; the
@@ -227,21 +244,49 @@ class CampaignTable:
                              " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (self.table,))
         return {name for (name,) in rows} - {"id", self.phone, self.status}
 
-    def insert_pending(self, rows) -> list[int]:
-        """Add rows (phone, params) as pending, all or none, in one transaction; returns their ids."""
-        ids = []
+    def insert_pending(self, rows, request: tuple[str, str] | None = None) -> tuple[list[int], bool]:
+        """Add rows (phone, params) as pending, all or none, in one transaction.
+        Returns their ids, and whether they are an earlier request's.
+
+        `request` is (idempotency key, body digest). The key is recorded in the
+        same transaction, so a retry finds it taken and gets the first
+        request's ids instead of adding the rows again; a retry racing the
+        first waits on the key's row lock until the first commits."""
         self._execute("START TRANSACTION")
         try:
+            if request:
+                try:
+                    self._execute(f"INSERT INTO {INGEST_TABLE} (campaign_table, idempotency_key, body_sha256, ids)"
+                                  f" VALUES (%s, %s, %s, '')", (self.table, *request))
+                except DuplicateKey:
+                    self._execute("ROLLBACK")
+                    return self.earlier_request(*request), True
+            ids = []
             for row in rows:
                 names = ", ".join([self.phone, self.status, *row.params])
                 marks = ", ".join(["%s"] * (2 + len(row.params)))
                 ids.append(self._execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})",
                                          (row.phone, PENDING, *row.params.values()), last_id=True))
+            if request:
+                self._execute(f"UPDATE {INGEST_TABLE} SET ids = %s WHERE campaign_table = %s AND idempotency_key = %s",
+                              (json.dumps(ids), self.table, request[0]))
             self._execute("COMMIT")
         except BaseException:
             self.close()  # the server rolls back what this connection did not commit
             raise
-        return ids
+        return ids, False
+
+    def earlier_request(self, key: str, digest: str) -> list[int]:
+        found = self._execute(
+            f"SELECT body_sha256, ids FROM {INGEST_TABLE} WHERE campaign_table = %s AND idempotency_key = %s",
+            (self.table, key))
+        if not found:  # deleted between our insert and this read: the client may try again
+            raise ServiceUnavailable(f"Idempotency-Key {key!r} was being cleared; try the request again")
+        (earlier_digest, ids), = found
+        if earlier_digest != digest:
+            raise KeyReused(f"Idempotency-Key {key!r} was used before with a different body; "
+                            "use a new key for a new request")
+        return json.loads(ids)
 
     def counts_by_partition(self, of: int) -> dict[int, dict[int, int]]:
         """{partition index: {status: rows}}: one pass over the (status, id) index."""

@@ -2,6 +2,9 @@
 rows. Everything is checked before anything is written, so a bad message in
 a batch adds none of them."""
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 
 from common.config import IDENTIFIER
@@ -9,6 +12,7 @@ from common.phones import InvalidPhone, normalise_phone
 
 MAX_BATCH = 10_000
 MAX_VALUE_LENGTH = 1000
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # a UUID, or any visible ASCII the client likes
 
 
 class BadMessage(ValueError):
@@ -31,6 +35,17 @@ class Campaign:
     template_column: str | None = None
     text_column: str | None = None
     default_region: str | None = None
+
+
+def request_key(key: str | None, body) -> tuple[str, str] | None:
+    """(Idempotency-Key, digest of the body) for a request that has a key: the
+    digest tells a retry from a different request that reuses the key."""
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadMessage("Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID will do)")
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return key, hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_messages(body, campaign: Campaign) -> list[NewRow]:

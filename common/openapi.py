@@ -35,6 +35,11 @@ def document() -> dict:
                                     "responses": {"200": {"description": "status"}}}},
             "/api/messages": {"post": {
                 "summary": "Add one message or a list as pending rows of the campaign table, all or none.",
+                "parameters": [{
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                    "description": "Makes a retry safe: a request repeating a key adds nothing and gets the "
+                                   "first request's ids, with the header Idempotent-Replayed: true."}],
                 "requestBody": json_body({"oneOf": [{"$ref": "#/components/schemas/Message"},
                                                     {"type": "array", "maxItems": 10000,
                                                      "items": {"$ref": "#/components/schemas/Message"}}]}),
@@ -44,6 +49,8 @@ def document() -> dict:
                                 "status": {"const": "queued"},
                                 "ids": {"type": "array", "items": {"type": "integer"}}}})},
                     "400": {"description": "bad input; nothing was added",
+                            **json_body({"$ref": "#/components/schemas/Error"})},
+                    "422": {"description": "the Idempotency-Key was used before with a different body",
                             **json_body({"$ref": "#/components/schemas/Error"})},
                     "401": {"description": "credentials needed"}}}},
             "/api/pause": {"post": {"summary": "Pause the campaign, or one partition with {\"partition\": K}.",

@@ -25,9 +25,9 @@ from flask import Flask, Response, jsonify, request
 
 from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
 from common.config import Partition, check_redis_url, identifier, parse_database_url
-from common.db import CampaignTable, RowRejected
+from common.db import CampaignTable, KeyReused, RowRejected
 from common.errors import CampaignError, ConfigError
-from common.ingest import BadMessage, Campaign, parse_messages
+from common.ingest import BadMessage, Campaign, parse_messages, request_key
 from common.jobs import connect
 from common.openapi import document
 from common.pause import set_paused
@@ -115,12 +115,18 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
         try:
             campaign = dataclasses.replace(web.campaign, columns=web.table.message_columns())
             rows = parse_messages(body, campaign)
+            key = request_key(request.headers.get("Idempotency-Key"), body)
         except BadMessage as exc:
             return jsonify(error=str(exc)), 400
         try:
-            ids = web.table.insert_pending(rows)
+            ids, replayed = web.table.insert_pending(rows, key)
+        except KeyReused as exc:
+            return jsonify(error=str(exc)), 422
         except RowRejected as exc:
             return jsonify(error=str(exc)), 400
+        if replayed:
+            log.info("a request repeated its Idempotency-Key: answered with the first one's %d ids", len(ids))
+            return jsonify(status="queued", ids=ids), 202, {"Idempotent-Replayed": "true"}
         log.info("added %d pending rows through the API", len(ids))
         return jsonify(status="queued", ids=ids), 202
 
@@ -206,7 +212,9 @@ def main(host, port, username, password, of, template, text, default_region, tem
         def open_table() -> CampaignTable:
             return CampaignTable(target, options["table"], options["phone_column"], options["status_column"])
 
-        open_table().check()
+        first = open_table()
+        first.check()
+        first.check_ingest_log()
         for name, variable in ((template_column, "TEMPLATE_COLUMN"), (text_column, "TEXT_COLUMN")):
             if name:
                 identifier(name, variable)

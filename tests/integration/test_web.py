@@ -3,6 +3,7 @@ resume, the ingest API, the OpenAPI document and Basic auth."""
 
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -71,6 +72,46 @@ def test_bad_input_is_a_400_with_the_reason_and_adds_nothing(web, campaign, body
     answer = requests.post(f"{web}/api/messages", auth=AUTH, json=body, timeout=10)
     assert answer.status_code == 400 and reason in answer.json()["error"]
     assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
+
+
+def test_a_retried_request_with_its_idempotency_key_adds_nothing_and_gets_the_first_ids(web, campaign):
+    body = [{"to": "+6281234567890"}, {"to": "+6281234567891"}]
+    post = lambda key, json: requests.post(f"{web}/api/messages", auth=AUTH, json=json, timeout=10,  # noqa: E731
+                                           headers={"Idempotency-Key": key})
+    first = post("order-42", body)
+    again = post("order-42", body)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json() == first.json() and len(first.json()["ids"]) == 2
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert campaign.count(PENDING) == 2
+    other = post("order-43", body)  # a new key is a new request
+    assert other.status_code == 202 and set(other.json()["ids"]).isdisjoint(first.json()["ids"])
+    reused = post("order-42", [{"to": "+6281234567899"}])
+    assert reused.status_code == 422 and "different body" in reused.json()["error"]
+    assert post("bad key", body).status_code == 400  # a space is not allowed
+    assert campaign.count(PENDING) == 4
+
+
+def test_concurrent_retries_with_one_idempotency_key_add_the_rows_once(web, campaign):
+    body = [{"to": f"+62812345{n:05d}"} for n in range(200)]
+
+    def post(_):
+        return requests.post(f"{web}/api/messages", auth=AUTH, json=body, timeout=30,
+                             headers={"Idempotency-Key": "batch-7"})
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(post, range(4)))
+    assert [a.status_code for a in answers] == [202] * 4
+    assert len({tuple(a.json()["ids"]) for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 3
+    assert campaign.count(PENDING) == 200
+
+
+def test_without_the_idempotency_table_it_says_to_load_the_schema(role_env, campaign):
+    campaign.query("DROP TABLE ingest_requests")
+    result = run_role("common.web", dict(role_env, WEB_PORT="0"), timeout=30)
+    assert result.returncode == 2 and "ingest_requests" in result.stderr and "schema.sql" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_body_that_is_not_json_is_a_400(web):
