@@ -26,7 +26,7 @@ class NewRow:
 
 
 @dataclass(frozen=True)
-class Campaign:
+class IngestRules:
     """What the ingest checks against: the table's columns and what the campaign sends."""
 
     columns: set[str]
@@ -48,17 +48,17 @@ def request_key(key: str | None, body) -> tuple[str, str] | None:
     return key, hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_messages(body, campaign: Campaign) -> list[NewRow]:
+def parse_messages(body, rules: IngestRules) -> list[NewRow]:
     """One message or a list of them → rows, or BadMessage naming the first problem."""
     messages = body if isinstance(body, list) else [body]
     if not messages:
         raise BadMessage("no messages: send an object or a non-empty list of objects")
     if len(messages) > MAX_BATCH:
         raise BadMessage(f"at most {MAX_BATCH:,} messages per request, got {len(messages):,}")
-    return [parse_one(m, n, campaign) for n, m in enumerate(messages)]
+    return [parse_one(m, n, rules) for n, m in enumerate(messages)]
 
 
-def parse_one(message, n: int, campaign: Campaign) -> NewRow:
+def parse_one(message, n: int, rules: IngestRules) -> NewRow:
     where = f"message {n}"
     if not isinstance(message, dict):
         raise BadMessage(f"{where}: must be an object with \"to\"")
@@ -68,15 +68,15 @@ def parse_one(message, n: int, campaign: Campaign) -> NewRow:
     if not isinstance(message.get("to"), str):
         raise BadMessage(f"{where}: \"to\" must be a phone number as a string")
     try:
-        phone = normalise_phone(message["to"], campaign.default_region)
+        phone = normalise_phone(message["to"], rules.default_region)
     except InvalidPhone as exc:
         raise BadMessage(f"{where}: {exc}") from None
     params = message.get("params", {})
     if not isinstance(params, dict):
         raise BadMessage(f"{where}: \"params\" must be an object of column: value")
-    params = {**params, **own_content(message, where, campaign)}
+    params = {**params, **own_content(message, where, rules)}
     for column, value in params.items():
-        if not IDENTIFIER.fullmatch(column) or column not in campaign.columns:
+        if not IDENTIFIER.fullmatch(column) or column not in rules.columns:
             raise BadMessage(f"{where}: params names {column!r}, which is not a column of the campaign table")
         if not isinstance(value, (str, int, float)) or isinstance(value, bool) or len(str(value)) > MAX_VALUE_LENGTH:
             raise BadMessage(f"{where}: params.{column} must be a text or a number of at most "
@@ -84,12 +84,12 @@ def parse_one(message, n: int, campaign: Campaign) -> NewRow:
     return NewRow(phone, {column: str(value) for column, value in params.items()})
 
 
-def own_content(message: dict, where: str, campaign: Campaign) -> dict:
+def own_content(message: dict, where: str, rules: IngestRules) -> dict:
     """A message's own template or text goes into TEMPLATE_COLUMN / TEXT_COLUMN;
     without that column, a message may only name what the campaign sends."""
     own = {}
-    for field, column, default, variable in (("template", campaign.template_column, campaign.template, "TEMPLATE"),
-                                             ("text", campaign.text_column, campaign.text, "TEXT")):
+    for field, column, default, variable in (("template", rules.template_column, rules.template, "TEMPLATE"),
+                                             ("text", rules.text_column, rules.text, "TEXT")):
         if field not in message:
             continue
         value = message[field]

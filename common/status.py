@@ -192,7 +192,7 @@ def render(view: dict) -> Group:
     return Group(*items)
 
 
-class Campaign:
+class CampaignConnections:
     """The status command's connections, from the shared options."""
 
     def __init__(self, options: dict):
@@ -229,7 +229,7 @@ def main(context, watch, every, as_json, **options):
         context.obj = options
         if context.invoked_subcommand:
             return
-        campaign = Campaign(options)
+        campaign = CampaignConnections(options)
         if as_json:
             click.echo(json.dumps(campaign.snapshot()))
         elif watch:

@@ -27,7 +27,7 @@ from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
 from common.config import Partition, check_redis_url, identifier, parse_database_url
 from common.db import CampaignTable, KeyReused, RowRejected
 from common.errors import CampaignError, ConfigError
-from common.ingest import BadMessage, Campaign, parse_messages, request_key
+from common.ingest import BadMessage, IngestRules, parse_messages, request_key
 from common.jobs import connect
 from common.openapi import document
 from common.pause import set_paused
@@ -41,13 +41,13 @@ class Web:
     """What the routes need: the table (a connection per server thread), Redis,
     and the campaign's settings."""
 
-    def __init__(self, open_table, client: redis.Redis, prefix: str, of: int, campaign: Campaign):
+    def __init__(self, open_table, client: redis.Redis, prefix: str, of: int, rules: IngestRules):
         self.open_table = open_table
         self.local = threading.local()
         self.client = client
         self.prefix = prefix
         self.of = of
-        self.campaign = campaign  # what ingested messages are checked against (columns are read per request)
+        self.rules = rules  # what ingested messages are checked against (columns are read per request)
 
     @property
     def table(self) -> CampaignTable:
@@ -113,8 +113,8 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
         if body is None:
             return jsonify(error="the body must be JSON: a message object or a list of them"), 400
         try:
-            campaign = dataclasses.replace(web.campaign, columns=web.table.message_columns())
-            rows = parse_messages(body, campaign)
+            rules = dataclasses.replace(web.rules, columns=web.table.message_columns())
+            rows = parse_messages(body, rules)
             key = request_key(request.headers.get("Idempotency-Key"), body)
         except BadMessage as exc:
             return jsonify(error=str(exc)), 400
@@ -218,8 +218,8 @@ def main(host, port, username, password, of, template, text, default_region, tem
         for name, variable in ((template_column, "TEMPLATE_COLUMN"), (text_column, "TEXT_COLUMN")):
             if name:
                 identifier(name, variable)
-        campaign = Campaign(set(), template, text, template_column, text_column, region)
-        web = Web(open_table, connect(check_redis_url(options["redis_url"])), options["key_prefix"], of, campaign)
+        rules = IngestRules(set(), template, text, template_column, text_column, region)
+        web = Web(open_table, connect(check_redis_url(options["redis_url"])), options["key_prefix"], of, rules)
         server = waitress.create_server(create_app(web, auth), host=host, port=port, threads=4)
     except CampaignError as exc:
         click.echo(f"web: error: {exc}", err=True)
