@@ -1,0 +1,49 @@
+"""The status snapshot the web service shares among its clients."""
+
+import threading
+import time
+
+from common.web import SharedSnapshot
+
+
+class SlowCount:
+    """Stands in for the row count: takes `seconds` and counts its calls."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.calls = 0
+
+    def __call__(self) -> dict:
+        self.calls += 1
+        time.sleep(self.seconds)
+        return {"count": self.calls}
+
+
+def test_clients_at_once_share_one_count():
+    count = SlowCount(0.2)
+    shared = SharedSnapshot(count, min_age=5)
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(shared.get())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert count.calls == 1 and answers == [{"count": 1}] * 8
+
+
+def test_a_slow_count_is_repeated_at_most_every_ten_times_its_duration():
+    count = SlowCount(0.05)
+    shared = SharedSnapshot(count, min_age=0.01, cost_factor=10)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.2:
+        shared.get()
+    # 0.05 s counts, then 0.5 s of reuse each: 2 or 3 counts in 1.2 s, not ~24.
+    assert 2 <= count.calls <= 3
+
+
+def test_clear_makes_the_next_client_see_a_fresh_count():
+    count = SlowCount(0)
+    shared = SharedSnapshot(count, min_age=60)
+    assert shared.get() == shared.get() == {"count": 1}
+    shared.clear()
+    assert shared.get() == {"count": 2}
