@@ -12,7 +12,7 @@ machine-made.
 import random
 import re
 from dataclasses import dataclass
-from datetime import datetime, time as clock, timedelta
+from datetime import datetime, time as clock, timedelta, timezone as tz
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis
@@ -72,11 +72,13 @@ TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 @dataclass(frozen=True)
 class SendWindow:
-    """Hours of the day sends may start, in a time zone; '22:00-06:00' spans midnight."""
+    """Hours of the day sends may start, in a time zone; '22:00-06:00' spans midnight.
+    Without a zone, the host's local time, with its offset of the moment: a
+    window kept from before a daylight-saving change moves with the clocks."""
 
     start: clock
     end: clock
-    zone: ZoneInfo
+    zone: ZoneInfo | None
 
     @classmethod
     def parse(cls, text: str, timezone: str | None) -> "SendWindow":
@@ -88,20 +90,24 @@ class SendWindow:
         if start == end:
             raise ConfigError(f"send window {text!r} is empty")
         try:
-            zone = ZoneInfo(timezone) if timezone else datetime.now().astimezone().tzinfo
+            zone = ZoneInfo(timezone) if timezone else None
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"time zone {timezone!r} is unknown (use a name like Asia/Jakarta)") from None
         return cls(start, end, zone)
 
+    def local(self, at: datetime | None) -> datetime:
+        """`at` (default: now) in the window's zone; astimezone(None) is the host's."""
+        return (at or datetime.now(tz.utc)).astimezone(self.zone)
+
     def is_open(self, at: datetime | None = None) -> bool:
-        now = (at or datetime.now(self.zone)).astimezone(self.zone).time()
+        now = self.local(at).time()
         if self.start < self.end:
             return self.start <= now < self.end
         return now >= self.start or now < self.end
 
     def opens_in(self, at: datetime | None = None) -> float:
         """Seconds until the window next opens (0 while it is open)."""
-        now = (at or datetime.now(self.zone)).astimezone(self.zone)
+        now = self.local(at)
         if self.is_open(now):
             return 0.0
         opening = now.replace(hour=self.start.hour, minute=self.start.minute, second=0, microsecond=0)
@@ -110,4 +116,4 @@ class SendWindow:
         return (opening - now).total_seconds()
 
     def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M} {self.zone}"
+        return f"{self.start:%H:%M}-{self.end:%H:%M} {self.zone or 'local time'}"

@@ -1,5 +1,6 @@
 """Rates, send windows, and the per-sender settings lists."""
 
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,22 @@ def test_a_day_window_is_open_between_its_hours_in_its_zone():
     assert window.opens_in(at(8, 30)) == 30 * 60
     assert window.opens_in(at(19)) == 14 * 3600
     assert window.opens_in(at(12)) == 0
+
+
+def test_a_window_in_host_time_follows_daylight_saving(monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        window = SendWindow.parse("09:00-18:00", None)
+        utc = ZoneInfo("UTC")
+        # 09:30 in Berlin both times: CET (UTC+1) in January, CEST (UTC+2) in July.
+        assert window.is_open(datetime(2026, 1, 15, 8, 30, tzinfo=utc))
+        assert window.is_open(datetime(2026, 7, 15, 7, 30, tzinfo=utc))
+        assert not window.is_open(datetime(2026, 7, 15, 6, 30, tzinfo=utc))  # 08:30 CEST
+        assert str(window) == "09:00-18:00 local time"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_a_window_may_span_midnight():
