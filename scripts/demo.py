@@ -46,8 +46,12 @@ BAD_PHONES = ["62812-CALL-ME", "62812"]
 
 
 def demo_phone(n: int, bad_every: int) -> str:
-    if bad_every and n % bad_every == bad_every - 1:
-        return BAD_PHONES[(n // bad_every) % len(BAD_PHONES)]
+    """Row n's phone: one bad one in each run of `bad_every` rows, on an odd
+    or an even row in turn so that both partitions get some."""
+    if bad_every:
+        run = n // bad_every
+        if n % bad_every == bad_every - 1 - run % 2:
+            return BAD_PHONES[run % len(BAD_PHONES)]
     return f"62812{n:08d}"
 
 
