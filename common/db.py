@@ -61,8 +61,8 @@ class Attempt:
 
 # A value the campaign table will not take: too long, wrong type, a column
 # that needs a value. The row is refused; the server is fine.
-ROW_REJECTED = (1048, 1364, 1366, 1406, 1264, 1292, 1452, 1062)
 DUPLICATE_KEY = 1062
+ROW_REJECTED = (1048, 1364, 1366, 1406, 1264, 1292, 1452, DUPLICATE_KEY)
 
 
 class RowRejected(ConfigError):

@@ -116,10 +116,6 @@ def sent_at_prefix(prefix: str, partition: Partition) -> str:
     return f"{prefix}sent_at:{partition.of}:{partition.index}:"
 
 
-def sending_since_key(prefix: str, partition: Partition) -> str:
-    return f"{prefix}sending_since:{partition.of}:{partition.index}"
-
-
 def per_minute_key(prefix: str, partition: Partition) -> str:
     """Hash of rows sent per minute (field: unix time // 60), kept a day: the dashboard's rate chart."""
     return f"{prefix}sent_per_minute:{partition.of}:{partition.index}"
@@ -200,7 +196,7 @@ class JobQueue:
         self.scan_key = f"{prefix}scanned:{partition.of}:{partition.index}"
         self.sent_at_prefix = sent_at_prefix(prefix, partition)
         self.per_minute_key = per_minute_key(prefix, partition)
-        self.sending_since_key = sending_since_key(prefix, partition)
+        self.sending_since_key = f"{prefix}sending_since:{partition.of}:{partition.index}"
         self._enqueue = client.register_script(ENQUEUE)
         self._claim = client.register_script(CLAIM)
         self._reschedule = client.register_script(RESCHEDULE)

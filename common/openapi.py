@@ -1,5 +1,7 @@
 """The web service's OpenAPI document, served at /openapi.json."""
 
+from common.ingest import IDEMPOTENCY_KEY
+
 MESSAGE = {
     "type": "object",
     "required": ["to"],
@@ -37,7 +39,7 @@ def document() -> dict:
                 "summary": "Add one message or a list as pending rows of the campaign table, all or none.",
                 "parameters": [{
                     "name": "Idempotency-Key", "in": "header", "required": False,
-                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
                     "description": "Makes a retry safe: a request repeating a key adds nothing and gets the "
                                    "first request's ids, with the header Idempotent-Replayed: true."}],
                 "requestBody": json_body({"oneOf": [{"$ref": "#/components/schemas/Message"},

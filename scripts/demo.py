@@ -22,6 +22,7 @@ import requests
 from tqdm import tqdm
 
 from common.config import parse_database_url
+from common.db import CampaignTable
 from common.errors import CampaignError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,13 +72,6 @@ def counts(connection) -> dict[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT column3, COUNT(*) FROM {TABLE} GROUP BY column3")
         return dict(cursor.fetchall())
-
-
-def failure_reasons(connection) -> list[tuple[str, int]]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reason, COUNT(*) FROM campaign_failures WHERE campaign_table = %s"
-                       " GROUP BY reason ORDER BY 2 DESC", (TABLE,))
-        return cursor.fetchall()
 
 
 def clear_demo_keys(client: redis.Redis) -> None:
@@ -205,7 +199,8 @@ def run(rows, port, latency_ms, fail_rate, bad_phones, time_limit, web_port) -> 
     )
     ok = (state.get(1, 0) == 0 and left == 0 and stats["duplicates"] == 0
           and stats["unique"] == state.get(0, 0) and not any(codes.values()))
-    for reason, count in failure_reasons(connection):
+    demo_table = CampaignTable(parse_database_url(database_url), TABLE, "column1", "column3")
+    for reason, count in demo_table.failure_reasons():
         click.echo(f"failed {count}: {reason}")
     click.echo("demo: every row sent exactly once" if ok else "demo: FAILED, see the logs")
     return 0 if ok else 1
