@@ -4,6 +4,7 @@ a batch adds none of them."""
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -35,6 +36,28 @@ class IngestRules:
     template_column: str | None = None
     text_column: str | None = None
     default_region: str | None = None
+
+
+def parse_body(raw: bytes):
+    """The request body as JSON, or BadMessage. Stricter than Flask's
+    get_json, which lets the RecursionError of JSON nested thousands deep
+    through (a 500) and takes NaN and Infinity; and no text may hold a lone
+    surrogate ("\\ud800"): it is not Unicode, and MySQL cannot store it."""
+    try:
+        body = json.loads(raw, parse_constant=not_json)
+        json.dumps(body, ensure_ascii=False).encode()  # fails on a lone surrogate anywhere, keys included
+    except RecursionError:
+        raise BadMessage("the body is JSON nested too deeply") from None
+    except UnicodeEncodeError:
+        raise BadMessage("the body has a lone surrogate (\\ud800 to \\udfff without its pair), "
+                         "which is not text") from None
+    except ValueError as exc:  # UnicodeDecodeError too: JSON is UTF-8
+        raise BadMessage(f"the body must be JSON: {exc}") from None
+    return body
+
+
+def not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def request_key(key: str | None, body) -> tuple[str, str] | None:
@@ -78,10 +101,17 @@ def parse_one(message, n: int, rules: IngestRules) -> NewRow:
     for column, value in params.items():
         if not IDENTIFIER.fullmatch(column) or column not in rules.columns:
             raise BadMessage(f"{where}: params names {column!r}, which is not a column of the campaign table")
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool) or len(str(value)) > MAX_VALUE_LENGTH:
-            raise BadMessage(f"{where}: params.{column} must be a text or a number of at most "
+        if not is_param_value(value):
+            raise BadMessage(f"{where}: params.{column} must be a text or a finite number of at most "
                              f"{MAX_VALUE_LENGTH} characters")
     return NewRow(phone, {column: str(value) for column, value in params.items()})
+
+
+def is_param_value(value) -> bool:
+    """A text or number the table can take as text (1e999 reads as infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(str(value)) <= MAX_VALUE_LENGTH
 
 
 def own_content(message: dict, where: str, rules: IngestRules) -> dict:

@@ -1,40 +1,126 @@
-"""The web service's OpenAPI document, served at /openapi.json."""
+"""The web service's OpenAPI document, served at /openapi.json.
 
-from common.ingest import IDEMPOTENCY_KEY
+It names every answer a route gives, with its content type and schema, and
+the request bodies say all the service accepts: anything else is a 400.
+tests/integration/test_web_schema.py holds the service to it."""
+
+from common.ingest import IDEMPOTENCY_KEY, MAX_BATCH, MAX_VALUE_LENGTH
 
 MESSAGE = {
     "type": "object",
     "required": ["to"],
     "additionalProperties": False,
     "properties": {
-        "to": {"type": "string", "example": "+62 812 3456 789",
+        "to": {"type": "string", "example": "+62 812 3456 7890",
                "description": "Phone number; national numbers need DEFAULT_REGION."},
-        "template": {"type": "string", "description": "Must be the campaign's WHATSAPP_TEMPLATE if given."},
-        "text": {"type": "string", "description": "Must be the campaign's WHATSAPP_TEXT if given."},
-        "params": {"type": "object", "additionalProperties": {"type": ["string", "number"]},
+        "template": {"type": "string", "minLength": 1,
+                     "description": "The campaign's WHATSAPP_TEMPLATE, or any template with TEMPLATE_COLUMN set."},
+        "text": {"type": "string", "minLength": 1,
+                 "description": "The campaign's WHATSAPP_TEXT, or any text with TEXT_COLUMN set."},
+        "params": {"type": "object",
+                   "additionalProperties": {"oneOf": [{"type": "string", "maxLength": MAX_VALUE_LENGTH},
+                                                      {"type": "number"}]},
                    "description": "Values for other columns of the campaign table (message variables)."},
     },
 }
-ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
+         "properties": {"error": {"type": "string", "description": "What was wrong, in one line."}}}
+QUEUED = {"type": "object", "required": ["status", "ids"], "additionalProperties": False, "properties": {
+    "status": {"const": "queued"},
+    "ids": {"type": "array", "items": {"type": "integer"}, "description": "The new rows' ids, in order."}}}
+STEERED = {"type": "object", "required": ["paused", "partition"], "additionalProperties": False, "properties": {
+    "paused": {"type": "boolean"},
+    "partition": {"type": ["string", "null"], "description": "\"K/N\", or null for the whole campaign."}}}
+CHECK = {"enum": ["ok", "unreachable"]}
+HEALTH = {"type": "object", "required": ["status", "mysql", "redis"], "additionalProperties": False,
+          "properties": {"status": {"enum": ["ok", "degraded"]}, "mysql": CHECK, "redis": CHECK}}
+COUNT = {"type": "integer", "minimum": 0}
+STATUS = {
+    "type": "object",
+    "description": "What `python -m common.status --json` prints.",
+    "required": ["time", "table", "rows", "done_percent", "rate_per_second", "eta_seconds", "done", "paused",
+                 "total", "partitions", "processes", "senders", "failure_reasons", "recent_failures",
+                 "sent_per_minute"],
+    "properties": {
+        "time": {"type": "string"}, "table": {"type": "string"}, "rows": COUNT,
+        "done_percent": {"type": "number"}, "rate_per_second": {"type": "number"},
+        "eta_seconds": {"type": ["integer", "null"]}, "done": {"type": "boolean"}, "paused": {"type": "boolean"},
+        "total": {"type": "object", "additionalProperties": COUNT},
+        "partitions": {"type": "array", "items": {"type": "object", "required": ["partition"],
+                                                  "properties": {"partition": {"type": "string"}}}},
+        "processes": {"type": "array", "items": {"type": "object"}},
+        "senders": {"type": "array", "items": {"type": "object"}},
+        "failure_reasons": {"type": "array", "items": {"type": "object"}},
+        "recent_failures": {"type": "array", "items": {"type": "object"}},
+        "sent_per_minute": {"type": "array", "items": {"type": "object"}},
+    },
+}
 
 
-def document() -> dict:
-    json_body = lambda schema: {"content": {"application/json": {"schema": schema}}}  # noqa: E731
+def json_body(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+AN_ERROR = json_body({"$ref": "#/components/schemas/Error"})
+RESPONSES = {
+    "BadRequest": {"description": "the body is not what this operation takes (not JSON, nested too deeply, "
+                                  "a lone surrogate, a wrong field or value); nothing was changed", **AN_ERROR},
+    "Unauthorized": {"description": "credentials needed (WEB_USERNAME/WEB_PASSWORD are set)", **AN_ERROR,
+                     "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}},
+    "Forbidden": {"description": "without WEB_USERNAME/WEB_PASSWORD only requests to localhost are served",
+                  **AN_ERROR},
+    "TooLarge": {"description": "the body is larger than WEB_MAX_BODY (1 MiB unless set); the server (waitress) "
+                                "answers before reading it, in plain text",
+                 "content": {"text/plain": {"schema": {"type": "string"}}}},
+    "NotJson": {"description": "a POST must say Content-Type: application/json (a cross-site form cannot)",
+                **AN_ERROR},
+    "Unavailable": {"description": "MySQL or Redis does not answer", **AN_ERROR},
+}
+
+
+def answers(ok: dict, *others: str) -> dict:
+    """The operation's own answers plus the shared ones, named by status code."""
+    names = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "413": "TooLarge", "415": "NotJson",
+             "503": "Unavailable"}
+    return {**ok, **{code: {"$ref": f"#/components/responses/{names[code]}"} for code in others}}
+
+
+def steer(action: str, of: int) -> dict:
+    body = {"type": "object", "additionalProperties": False, "properties": {
+        "partition": {"type": ["integer", "null"], "minimum": 0, "maximum": of - 1,
+                      "description": "One partition; without it (or null) the whole campaign."}}}
+    return {"post": {
+        "summary": f"{action.capitalize()} the campaign, or one partition with {{\"partition\": K}}.",
+        "requestBody": {"required": False, **json_body(body)},
+        "responses": answers({"200": {"description": action, **json_body({"$ref": "#/components/schemas/Steered"})}},
+                             "400", "401", "403", "413", "415", "503")}}
+
+
+def document(of: int) -> dict:
+    """The document for a service steering `of` partitions."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "WhatsApp campaign", "version": "1",
                  "description": "Progress of the campaign, pause/resume, and adding messages to it."},
         "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
-                       "schemas": {"Message": MESSAGE, "Error": ERROR}},
+                       "schemas": {"Message": MESSAGE, "Error": ERROR, "Queued": QUEUED, "Steered": STEERED,
+                                   "Health": HEALTH, "Status": STATUS},
+                       "responses": RESPONSES},
         "security": [{"basic": []}],
         "paths": {
-            "/": {"get": {"summary": "The dashboard page (HTML).", "responses": {"200": {"description": "page"}}}},
+            "/": {"get": {"summary": "The dashboard page.", "responses": answers(
+                {"200": {"description": "page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                "401", "403")}},
             "/health": {"get": {"summary": "Liveness of the service and its MySQL and Redis (no auth).",
                                 "security": [],
-                                "responses": {"200": {"description": "all answer"},
-                                              "503": {"description": "MySQL or Redis does not answer"}}}},
-            "/api/status": {"get": {"summary": "The same data as `python -m common.status --json`.",
-                                    "responses": {"200": {"description": "status"}}}},
+                                "responses": answers({
+                                    "200": {"description": "all answer",
+                                            **json_body({"$ref": "#/components/schemas/Health"})},
+                                    "503": {"description": "MySQL or Redis does not answer",
+                                            **json_body({"$ref": "#/components/schemas/Health"})}}, "403")}},
+            "/api/status": {"get": {"summary": "The campaign's progress.", "responses": answers(
+                {"200": {"description": "status", **json_body({"$ref": "#/components/schemas/Status"})}},
+                "401", "403", "503")}},
             "/api/messages": {"post": {
                 "summary": "Add one message or a list as pending rows of the campaign table, all or none.",
                 "parameters": [{
@@ -42,22 +128,22 @@ def document() -> dict:
                     "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
                     "description": "Makes a retry safe: a request repeating a key adds nothing and gets the "
                                    "first request's ids, with the header Idempotent-Replayed: true."}],
-                "requestBody": json_body({"oneOf": [{"$ref": "#/components/schemas/Message"},
-                                                    {"type": "array", "maxItems": 10000,
-                                                     "items": {"$ref": "#/components/schemas/Message"}}]}),
-                "responses": {
-                    "202": {"description": "queued",
-                            **json_body({"type": "object", "properties": {
-                                "status": {"const": "queued"},
-                                "ids": {"type": "array", "items": {"type": "integer"}}}})},
-                    "400": {"description": "bad input; nothing was added",
-                            **json_body({"$ref": "#/components/schemas/Error"})},
+                "requestBody": {"required": True, **json_body({"oneOf": [
+                    {"$ref": "#/components/schemas/Message"},
+                    {"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
+                     "items": {"$ref": "#/components/schemas/Message"}}]})},
+                "responses": answers({
+                    "202": {"description": "queued", **json_body({"$ref": "#/components/schemas/Queued"}),
+                            "headers": {"Idempotent-Replayed": {"schema": {"const": "true"},
+                                                                "description": "the first request's ids"}}},
+                    "400": {"description": "bad input, or a value the table refuses; nothing was added",
+                            **AN_ERROR},
                     "422": {"description": "the Idempotency-Key was used before with a different body",
-                            **json_body({"$ref": "#/components/schemas/Error"})},
-                    "401": {"description": "credentials needed"}}}},
-            "/api/pause": {"post": {"summary": "Pause the campaign, or one partition with {\"partition\": K}.",
-                                    "responses": {"200": {"description": "paused"}}}},
-            "/api/resume": {"post": {"summary": "Resume the campaign, or one partition with {\"partition\": K}.",
-                                     "responses": {"200": {"description": "resumed"}}}},
+                            **AN_ERROR}},
+                    "401", "403", "413", "415", "503")}},
+            "/api/pause": steer("pause", of),
+            "/api/resume": steer("resume", of),
+            "/openapi.json": {"get": {"summary": "This document.", "responses": answers(
+                {"200": {"description": "OpenAPI 3.1", **json_body({"type": "object"})}}, "401", "403")}},
         },
     }

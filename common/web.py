@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 import click
 import redis
 import waitress
-from flask import Flask, Response, jsonify, request
+from flask import Flask, jsonify, request
 
 from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
 from common.config import Partition, check_redis_url, identifier, parse_database_url
 from common.db import CampaignTable, KeyReused, RowRejected
 from common.errors import CampaignError, ConfigError
-from common.ingest import BadMessage, IngestRules, parse_messages, request_key
+from common.ingest import BadMessage, IngestRules, parse_body, parse_messages, request_key
 from common.jobs import connect
 from common.openapi import document
 from common.pause import set_paused
@@ -36,6 +36,8 @@ from common.phones import check_region
 from common.status import snapshot
 
 log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024  # bytes: 10,000 short messages fit; raise WEB_MAX_BODY for bigger batches
 
 
 class SharedSnapshot:
@@ -94,8 +96,9 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
 
     @app.before_request
     def authenticate():
-        if request.method == "POST" and not request.is_json:
-            # A cross-site form can POST, but not with this content type.
+        if request.method == "POST" and request.url_rule and not request.is_json:
+            # A cross-site form can POST, but not with this content type. (No
+            # url_rule: the route takes no POST, which is Flask's 404 or 405.)
             return jsonify(error="send JSON, with Content-Type: application/json"), 415
         if credentials is None:
             # Open only on loopback: refuse names a rebinding DNS could point here.
@@ -108,11 +111,15 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
         given = (auth.username or "", auth.password or "") if auth and auth.type == "basic" else ("", "")
         if all(hmac.compare_digest(a.encode(), b.encode()) for a, b in zip(given, credentials)):
             return None
-        return Response("credentials needed\n", 401, {"WWW-Authenticate": 'Basic realm="campaign"'})
+        return jsonify(error="credentials needed"), 401, {"WWW-Authenticate": 'Basic realm="campaign"'}
 
     @app.errorhandler(CampaignError)
     def unavailable(exc):
         return jsonify(error=str(exc)), 503
+
+    @app.errorhandler(BadMessage)
+    def bad_request(exc):
+        return jsonify(error=str(exc)), 400
 
     @app.get("/")
     def dashboard():
@@ -142,15 +149,10 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
 
     @app.post("/api/messages")
     def messages():
-        body = request.get_json(silent=True)
-        if body is None:
-            return jsonify(error="the body must be JSON: a message object or a list of them"), 400
-        try:
-            rules = dataclasses.replace(web.rules, columns=web.table.message_columns())
-            rows = parse_messages(body, rules)
-            key = request_key(request.headers.get("Idempotency-Key"), body)
-        except BadMessage as exc:
-            return jsonify(error=str(exc)), 400
+        body = parse_body(request.get_data())
+        rules = dataclasses.replace(web.rules, columns=web.table.message_columns())
+        rows = parse_messages(body, rules)
+        key = request_key(request.headers.get("Idempotency-Key"), body)
         try:
             ids, replayed = web.table.insert_pending(rows, key)
         except KeyReused as exc:
@@ -165,11 +167,11 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
         return jsonify(status="queued", ids=ids), 202
 
     def steer(paused: bool):
-        body = request.get_json(silent=True)
-        body = {} if body is None else body
-        index = body.get("partition") if isinstance(body, dict) else "invalid"
+        raw = request.get_data()
+        body = parse_body(raw) if raw else {}  # no body: the whole campaign
+        index = body.get("partition") if isinstance(body, dict) and set(body) <= {"partition"} else "invalid"
         if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < web.of):
-            return jsonify(error=f"send {{}} or {{\"partition\": K}} with K a whole number from 0 to {web.of - 1}"), 400
+            raise BadMessage(f"send {{}} or {{\"partition\": K}} with K a whole number from 0 to {web.of - 1}")
         partition = Partition(index, web.of) if index is not None else None
         try:
             set_paused(web.client, web.prefix, partition, paused)
@@ -188,7 +190,7 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
 
     @app.get("/openapi.json")
     def openapi():
-        return jsonify(document())
+        return jsonify(document(web.of))
 
     return app
 
@@ -230,8 +232,10 @@ def credentials_for(host: str, username: str | None, password: str | None) -> tu
 @click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True)
 @click.option("--default-region", envvar="DEFAULT_REGION", default=None, show_envvar=True,
               help="Country of national phone numbers sent to /api/messages.")
-def main(host, port, username, password, of, template, text, default_region, template_column, text_column,
-         **options):
+@click.option("--max-body", envvar="WEB_MAX_BODY", type=click.IntRange(min=1), default=MAX_BODY, show_envvar=True,
+              show_default=True, help="Largest request body in bytes; a larger one gets 413 before it is read.")
+def main(host, port, username, password, of, template, text, default_region, max_body, template_column,
+         text_column, **options):
     """Serve /api/status, /api/pause, /api/resume, /api/messages (ingest),
     /openapi.json and /health for the campaign."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -255,7 +259,12 @@ def main(host, port, username, password, of, template, text, default_region, tem
                 identifier(name, variable)
         rules = IngestRules(set(), template, text, template_column, text_column, region)
         web = Web(open_table, connect(check_redis_url(options["redis_url"])), options["key_prefix"], of, rules)
-        server = waitress.create_server(create_app(web, auth), host=host, port=port, threads=4)
+        # waitress itself refuses a body of max_request_body_size bytes or more,
+        # by its Content-Length or as a chunked one arrives, so a big body is
+        # never read whole; Flask's MAX_CONTENT_LENGTH would only see it after
+        # waitress had spooled all of it.
+        server = waitress.create_server(create_app(web, auth), host=host, port=port, threads=4,
+                                        max_request_body_size=max_body + 1)
     except CampaignError as exc:
         click.echo(f"web: error: {exc}", err=True)
         sys.exit(exc.exit_code)

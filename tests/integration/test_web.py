@@ -1,8 +1,11 @@
 """The web service as a process, over real HTTP: health, status, pause and
-resume, the ingest API, the OpenAPI document and Basic auth."""
+resume, the ingest API, the OpenAPI document, Basic auth, and what it
+answers to bodies too big, too deep or not text."""
 
 import re
 import shutil
+import socket
+from urllib.parse import urlsplit
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,6 +19,7 @@ from tests.integration.test_processes import stop
 pytestmark = pytest.mark.integration
 
 AUTH = ("admin", "s3cret")
+MIB = 1024 * 1024
 
 
 @pytest.fixture
@@ -136,7 +140,7 @@ def test_status_pause_and_resume_over_http(web, campaign, real_redis):
 def test_the_openapi_document_lists_every_route(web):
     doc = requests.get(f"{web}/openapi.json", auth=AUTH, timeout=5).json()
     assert doc["openapi"].startswith("3.") and set(doc["paths"]) == {
-        "/", "/health", "/api/status", "/api/messages", "/api/pause", "/api/resume"}
+        "/", "/health", "/api/status", "/api/messages", "/api/pause", "/api/resume", "/openapi.json"}
 
 
 def test_it_refuses_a_public_address_without_credentials(role_env):
@@ -190,15 +194,19 @@ def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pa
 def test_posts_must_be_json_so_a_cross_site_form_cannot_steer_the_campaign(web, real_redis):
     form = requests.post(f"{web}/api/pause", auth=AUTH, data={"partition": "1"}, timeout=5)
     assert form.status_code == 415 and not real_redis.exists("paused", "paused:2:1")
-    for body in ({"partition": 1.5}, {"partition": True}, [1], {"partition": -1}):
+    for body in ({"partition": 1.5}, {"partition": True}, [1], {"partition": -1}, {"partition": 1, "all": True}):
         answer = requests.post(f"{web}/api/pause", auth=AUTH, json=body, timeout=5)
         assert answer.status_code == 400 and "whole number" in answer.json()["error"], body
+    broken = requests.post(f"{web}/api/pause", auth=AUTH, data='{"partition": 1', timeout=5,
+                           headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and "JSON" in broken.json()["error"]  # not taken for {}: the whole campaign
     assert not real_redis.keys("paused*")
 
 
 def test_a_value_the_table_refuses_is_a_400_and_adds_nothing(web, campaign):
-    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column4 INT, ADD COLUMN column5 VARCHAR(3)")
-    for params in ({"column4": "not a number"}, {"column5": "far too long"}):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column4 INT, ADD COLUMN column5 VARCHAR(3), "
+                   "ADD COLUMN column6 VARCHAR(20) CHARACTER SET utf8mb3")
+    for params in ({"column4": "not a number"}, {"column5": "far too long"}, {"column6": "four bytes: \U0001f600"}):
         answer = requests.post(f"{web}/api/messages", auth=AUTH, timeout=5,
                                json=[{"to": "+6281234567890"}, {"to": "+6281234567891", "params": params}])
         assert answer.status_code == 400 and "MySQL refused the row" in answer.json()["error"], answer.text
@@ -233,3 +241,84 @@ def test_messages_can_bring_their_own_template_through_template_column(role_env,
         assert run_role(module, env, "--once").returncode == 0
     templates = {body["to"]: body["template"]["name"] for body in mock.bodies().values()}
     assert templates == {"6281234567890": "promo_nov", "6281234567891": "hello_world"}
+
+
+def test_a_lone_surrogate_is_a_400_and_adds_nothing(web, campaign):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40)")
+    for body in ('{"to": "+6281234567890", "params": {"column2": "\\ud800"}}',
+                 '{"to": "+6281234567890", "params": {"column2": "Ana \\udc00"}}',
+                 '[{"to": "+6281234567890\\ud83d"}]'):
+        for headers in ({}, {"Idempotency-Key": "order-1"}):
+            answer = requests.post(f"{web}/api/messages", auth=AUTH, data=body, timeout=5,
+                                   headers={"Content-Type": "application/json", **headers})
+            assert answer.status_code == 400 and "lone surrogate" in answer.json()["error"], body
+    assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
+
+
+@pytest.mark.parametrize("route", ["/api/messages", "/api/pause"])
+def test_json_nested_a_hundred_thousand_deep_is_a_400(web, campaign, real_redis, route):
+    for deep in ("[" * 100_000 + "]" * 100_000, '{"to": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001):
+        answer = requests.post(f"{web}{route}", auth=AUTH, data=deep, timeout=10,
+                               headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
+    assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),) and not real_redis.keys("paused*")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_number_that_is_not_finite_is_a_400(web, campaign, constant):
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40)")
+    answer = requests.post(f"{web}/api/messages", auth=AUTH, timeout=5, headers={"Content-Type": "application/json"},
+                           data=f'{{"to": "+6281234567890", "params": {{"column2": {constant}}}}}')
+    assert answer.status_code == 400, answer.text
+    assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
+
+
+def send_unfinished(url: str, head: str, body: bytes) -> bytes:
+    """POST by hand and stop short of the body's end: what the server answers
+    then, it answered without reading the rest."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(f"POST /api/messages HTTP/1.1\r\nHost: {address.netloc}\r\n"
+                           "Content-Type: application/json\r\n".encode() + head.encode() + b"\r\n" + body)
+        return connection.recv(4096)
+
+
+def test_a_body_announced_over_the_limit_is_a_413_before_any_of_it_is_sent(web):
+    answer = send_unfinished(web, f"Content-Length: {150 * MIB}\r\n", b"")
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_once_the_limit_is_passed(web):
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b" " * 64 * 1024)
+    answer = send_unfinished(web, "Transfer-Encoding: chunked\r\n", chunk * 17)  # 1 MiB + 64 KiB, no last chunk
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+
+
+def test_a_150_mb_upload_is_stopped_by_a_413_far_short_of_its_end(web, campaign):
+    sent = []
+
+    def body():
+        for _ in range(150 * 16):
+            sent.append(64 * 1024)
+            yield b" " * 64 * 1024
+
+    answer = requests.post(f"{web}/api/messages", auth=AUTH, data=body(), timeout=30,
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert sum(sent) < 50 * MIB  # the server answered, so the client stopped: only socket buffers took more
+    assert requests.get(f"{web}/health", timeout=5).status_code == 200
+
+
+def test_web_max_body_sets_the_largest_body_taken(role_env, campaign, real_redis):
+    process = start_role("common.web", dict(role_env, WEB_PORT="0", WEB_MAX_BODY="2048"))
+    try:
+        url = next(m.group(1) for line in process.stderr if (m := re.search(r"listening on (http://\S+)", line)))
+        message = '{"to": "+6281234567890"}'
+        post = lambda size: requests.post(f"{url}/api/messages", data=message.ljust(size), timeout=5,  # noqa: E731
+                                          headers={"Content-Type": "application/json"})
+        assert post(2048).status_code == 202
+        too_big = post(2049)
+        assert too_big.status_code == 413 and too_big.headers["Content-Type"].startswith("text/plain")
+    finally:
+        stop(process)
+    assert campaign.count(PENDING) == 1

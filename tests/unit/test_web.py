@@ -1,9 +1,13 @@
-"""The status snapshot the web service shares among its clients."""
+"""The status snapshot the web service shares among its clients, and the
+routes that need no MySQL, through Flask's test client."""
 
 import threading
 import time
 
-from common.web import SharedSnapshot
+import pytest
+
+from common.ingest import IngestRules
+from common.web import SharedSnapshot, Web, create_app
 
 
 class SlowCount:
@@ -47,3 +51,24 @@ def test_clear_makes_the_next_client_see_a_fresh_count():
     assert shared.get() == shared.get() == {"count": 1}
     shared.clear()
     assert shared.get() == {"count": 2}
+
+
+def steering_app(client):
+    """The app with only Redis behind it: pausing never reads the table."""
+    web = Web(open_table=None, client=client, prefix="", of=2, rules=IngestRules(set(), "hello_world", None))
+    return create_app(web, credentials=None).test_client()
+
+
+def test_a_post_to_a_route_without_post_is_a_405_not_a_415(fake_redis):
+    assert steering_app(fake_redis).post("/api/status").status_code == 405
+
+
+@pytest.mark.parametrize("raw", ['{"partition": 1', '{"partition": 1, "all": true}', "[" * 50_000, "null"])
+def test_a_pause_body_that_is_not_an_object_with_a_partition_pauses_nothing(fake_redis, raw):
+    answer = steering_app(fake_redis).post("/api/pause", data=raw, content_type="application/json")
+    assert answer.status_code == 400 and answer.json["error"] and not fake_redis.keys("paused*")
+
+
+def test_a_pause_without_a_body_pauses_the_whole_campaign(fake_redis):
+    answer = steering_app(fake_redis).post("/api/pause", content_type="application/json")
+    assert answer.json == {"paused": True, "partition": None} and fake_redis.exists("paused")
