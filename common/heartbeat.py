@@ -10,6 +10,8 @@ from typing import Callable
 
 import redis
 
+from common.errors import ConfigError, ServiceUnavailable
+
 log = logging.getLogger(__name__)
 
 BEAT_EVERY = 5.0  # seconds between beats
@@ -62,3 +64,26 @@ def live_processes(client: redis.Redis, prefix: str) -> list[dict]:
     for key in keys:
         pipe.hgetall(key)
     return [values for values in pipe.execute() if values]
+
+
+def check_layout(client: redis.Redis, prefix: str, role: str, partition) -> None:
+    """Refuse to join live processes that split the campaign into another
+    number of partitions: jobs queued under one layout sit in keys the other
+    never reads, and rows would be sent under both. Our own beat never counts."""
+    try:
+        others = [process for process in live_processes(client, prefix)
+                  if (process.get("host"), process.get("pid")) != (socket.gethostname(), str(os.getpid()))]
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
+    clashing = [process for process in others if layout_of(process) not in (None, str(partition.of))]
+    if clashing:
+        roles = " and ".join(sorted({f"{process.get('role', 'process')}s" for process in clashing}))
+        layouts = ", ".join(sorted({layout_of(process) for process in clashing}))
+        raise ConfigError(f"live {roles} of this campaign use N={layouts} partitions and this {role} "
+                          f"N={partition.of}: stop them all (or let the queue drain first), then start the new layout")
+
+
+def layout_of(process: dict) -> str | None:
+    """N of a heartbeat's partition "K/N"."""
+    _, slash, of = process.get("partition", "").partition("/")
+    return of if slash else None

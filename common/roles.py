@@ -5,7 +5,7 @@ from common.config import Settings
 from common.consumer import Consumer
 from common.db import CampaignTable
 from common.errors import ConfigError
-from common.heartbeat import Heartbeat
+from common.heartbeat import Heartbeat, check_layout
 from common.http_engines import ENGINES
 from common.jobs import JobQueue, connect
 from common.producer import Producer
@@ -19,8 +19,11 @@ def campaign_table(settings: Settings) -> CampaignTable:
                          settings.message_columns)
 
 
-def job_queue(settings: Settings) -> JobQueue:
-    return JobQueue(connect(settings.redis_url), settings.partition, settings.key_prefix)
+def job_queue(settings: Settings, role: str) -> JobQueue:
+    """The partition's queue, once Redis answers and no live process uses another partition count."""
+    queue = JobQueue(connect(settings.redis_url), settings.partition, settings.key_prefix)
+    check_layout(queue.redis, settings.key_prefix, role, settings.partition)
+    return queue
 
 
 def sender_for(settings: Settings) -> HttpSender:
@@ -58,19 +61,21 @@ def serve_metrics(settings: Settings) -> None:
 
 def run_producer(settings: Settings) -> None:
     serve_metrics(settings)
-    queue = job_queue(settings)
-    producer = Producer(settings, campaign_table(settings), queue)
-    Driver(producer, settings.poll_interval, settings.once, min_delay=settings.poll_interval,
-           heartbeat=heartbeat(settings, queue, "producer"), lock=run_lock(settings, queue, "producer")).run()
+    driver = Driver(settings.poll_interval, settings.once, min_delay=settings.poll_interval)
+    with driver.handling_signals():
+        queue = driver.until_up(lambda: job_queue(settings, "producer"))
+        producer = Producer(settings, campaign_table(settings), queue)
+        driver.run(producer, heartbeat(settings, queue, "producer"), run_lock(settings, queue, "producer"))
 
 
 def run_consumer(settings: Settings) -> None:
     serve_metrics(settings)
-    queue = job_queue(settings)
-    consumer = Consumer(settings, campaign_table(settings), queue, senders_for(settings))
-    if settings.metrics_port:
-        metrics.watch_queue_depth(str(settings.partition), queue.depth)
-        for route in consumer.senders.routes:
-            metrics.watch_breaker(route.name, route.breaker)
-    Driver(consumer, settings.poll_interval, settings.once, heartbeat=heartbeat(settings, queue, "consumer"),
-           lock=run_lock(settings, queue, "consumer")).run()
+    driver = Driver(settings.poll_interval, settings.once)
+    with driver.handling_signals():
+        queue = driver.until_up(lambda: job_queue(settings, "consumer"))
+        consumer = Consumer(settings, campaign_table(settings), queue, senders_for(settings))
+        if settings.metrics_port:
+            metrics.watch_queue_depth(str(settings.partition), queue.depth)
+            for route in consumer.senders.routes:
+                metrics.watch_breaker(route.name, route.breaker)
+        driver.run(consumer, heartbeat(settings, queue, "consumer"), run_lock(settings, queue, "consumer"))

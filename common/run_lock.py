@@ -16,13 +16,24 @@ from common.errors import LockHeld, ServiceUnavailable
 log = logging.getLogger(__name__)
 
 TTL = 60.0  # seconds a lock outlives its last renewal
+# Renewing often costs one call every few seconds and bounds how long a lock
+# that Redis lost (restart, flush) stays free for a second copy to take.
+RENEW_EVERY = 2.0
 
-# Renew or release only a lock that is still ours (ARGV[1] is our token).
+# Renew a lock that is still ours (ARGV[1] is our token) and take back one
+# that vanished. Returns 1 when renewed, 0 when taken back, or the token of
+# the copy that holds it now.
 RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
 end
-return 0
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 0
+end
+return holder
 """
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -30,6 +41,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+def describe_holder(token: str | None) -> str:
+    """The holder as `pid 123 on host`, from its token (host:pid:random)."""
+    host, pid = ((token or "?:?").split(":") + ["?"])[:2]
+    return f"pid {pid} on {host}"
 
 
 class RunLock:
@@ -49,21 +66,26 @@ class RunLock:
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
         if not taken:
-            holder_host, holder_pid = (holder or "?:?").split(":")[:2]
-            raise LockHeld(f"another {self.what} is running (pid {holder_pid} on {holder_host}, lock {self.key}); "
+            raise LockHeld(f"another {self.what} is running ({describe_holder(holder)}, lock {self.key}); "
                            "nothing done")
-        self.next_renewal = time.monotonic() + TTL / 3
+        self.next_renewal = time.monotonic() + RENEW_EVERY
 
-    def renew(self) -> bool:
-        """Keep the lock while the run lasts; False once it is no longer ours."""
+    def renew(self) -> None:
+        """Keep the lock while the run lasts, and take it back if Redis lost it.
+        Raises LockHeld once another copy holds it."""
         if time.monotonic() < self.next_renewal:
-            return True
-        self.next_renewal = time.monotonic() + TTL / 3
+            return
+        self.next_renewal = time.monotonic() + RENEW_EVERY
         try:
-            return bool(self._renew(keys=[self.key], args=[self.token, int(TTL * 1000)]))
+            result = self._renew(keys=[self.key], args=[self.token, int(TTL * 1000)])
         except redis.RedisError as exc:
             log.debug("could not renew the run lock: %s", exc)
-            return True  # it lives TTL seconds; the next renewal may work
+            return  # it lives TTL seconds; the next renewal may work
+        if result == 0:
+            log.warning("the run lock %s was gone (Redis restarted or was flushed); took it back", self.key)
+        elif result != 1:
+            raise LockHeld(f"another {self.what} took the run lock {self.key} ({describe_holder(result)}) "
+                           "while this one ran (it stalled for over a minute, or Redis lost the lock); stopped")
 
     def release(self) -> None:
         try:
