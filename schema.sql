@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS campaign_master_1 (
 -- table so a user's table never needs altering.
 CREATE TABLE IF NOT EXISTS campaign_failures (
     campaign_table VARCHAR(64) NOT NULL,
-    row_id INT NOT NULL,
+    row_id BIGINT UNSIGNED NOT NULL,  -- any campaign table's id
     attempts INT NOT NULL,
     http_status SMALLINT NULL,
     reason VARCHAR(255) NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS ingest_requests (
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     id BIGINT PRIMARY KEY AUTO_INCREMENT,
     campaign_table VARCHAR(64) NOT NULL,
-    row_id INT NOT NULL,
+    row_id BIGINT UNSIGNED NOT NULL,
     attempt INT NOT NULL,
     outcome ENUM('sent', 'retry', 'failed') NOT NULL,
     http_status SMALLINT NULL,

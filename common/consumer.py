@@ -20,7 +20,7 @@ from collections import Counter
 
 from common import metrics
 from common.config import Settings
-from common.db import Attempt, CampaignTable, Failure, Row
+from common.db import Attempt, CampaignTable, Failure, Row, RowRejected
 from common.errors import ServiceUnavailable
 from common.jobs import Claim, Job, JobQueue, now_ms
 from common.leases import LeaseKeeper
@@ -28,7 +28,7 @@ from common.pause import PauseSwitch
 from common.phones import InvalidPhone, mask_phone, normalise_phone
 from common.routing import SenderPool, Turn
 from common.send_workers import sends_for
-from common.sender import Message, Outcome, Sender, SendResult
+from common.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,10 @@ def with_row_params(job: Job, row: Row) -> Job:
 
 
 def retry_delay(attempt: int, base: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter; a Retry-After from the endpoint is a floor."""
-    delay = min(base * 2 ** (attempt - 1), MAX_RETRY_DELAY) * random.uniform(0.5, 1.5)
-    return max(delay, retry_after or 0.0)
+    """Exponential backoff with jitter; a Retry-After from the endpoint is a
+    floor. Always finite and at most a day, whatever the attempt count."""
+    delay = min(base * 2 ** min(max(attempt - 1, 0), 32), MAX_RETRY_DELAY) * random.uniform(0.5, 1.5)
+    return min(max(delay, retry_after or 0.0), MAX_RETRY_AFTER)
 
 
 @dataclasses.dataclass
@@ -363,6 +364,8 @@ class Consumer:
         """Best effort: the history must never hold up or lose a send."""
         try:
             self.table.record_attempts(self.history)
+        except RowRejected as exc:
+            log.warning("dropped %d history lines MySQL refused: %s", len(self.history), exc)
         except ServiceUnavailable as exc:
             if len(self.history) > HISTORY_BACKLOG:
                 log.warning("dropped %d history lines while MySQL is away (%s)",

@@ -4,10 +4,12 @@ Rows are pending (status 1), sent (0) or failed (2). A failed row's reason is
 kept in `campaign_failures`, never in the user's table.
 """
 
+import datetime
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import pymysql
 
@@ -23,11 +25,40 @@ INGEST_TABLE = "ingest_requests"
 REASON_LENGTH = 255
 MESSAGE_ID_LENGTH = 128
 
+# Tables the project owns whose row_id must hold any campaign table's id, up to BIGINT UNSIGNED.
+ROW_ID_TABLES = (FAILURE_TABLE, HISTORY_TABLE)
+
 # MySQL error numbers that mean "fix your settings", not "try again later".
 ACCESS_DENIED = (1044, 1045, 1698)
 UNKNOWN_DATABASE = 1049
 UNKNOWN_TABLE = 1146
 UNKNOWN_COLUMN = 1054
+
+
+def as_text(value) -> str | None:
+    """A campaign table value of any column type as the text a message or a
+    phone check takes: numbers without exponents, bytes as UTF-8 (what does
+    not decode becomes U+FFFD, so a check fails that row, never the loop),
+    dates in ISO form. NULL stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return ",".join(sorted(value))
+    return str(value)
+
+
+def storable(text: str, length: int) -> str:
+    """Text our own VARCHAR columns take whatever a gateway or a row sent:
+    lone surrogates (which UTF-8 cannot carry) become '?', and it is cut to the column."""
+    return text.encode("utf-8", "replace").decode("utf-8")[:length]
 
 
 @dataclass(frozen=True)
@@ -148,6 +179,7 @@ class CampaignTable:
             self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
             self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
             self.add_sender_column()
+            self.widen_row_ids()
 
     def check_ingest_log(self) -> None:
         """The web service needs the table that remembers Idempotency-Keys."""
@@ -170,6 +202,21 @@ class CampaignTable:
             "SELECT COUNT(*) FROM information_schema.COLUMNS"
             " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = 'sender'",
             (HISTORY_TABLE,))[0][0])
+
+    def widen_row_ids(self) -> None:
+        """Tables made when row_id was INT take ids up to BIGINT UNSIGNED,
+        so a campaign table with large ids does not stop the consumer."""
+        narrow = [name for (name,) in self._execute(
+            "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME IN %s AND COLUMN_NAME = 'row_id'"
+            " AND NOT (DATA_TYPE = 'bigint' AND COLUMN_TYPE LIKE '%%unsigned%%')", (ROW_ID_TABLES,))]
+        for name in narrow:
+            log.warning("widening %s.row_id to BIGINT UNSIGNED (once; large tables take a while)", name)
+            try:
+                self._execute(f"ALTER TABLE {name} MODIFY row_id BIGINT UNSIGNED NOT NULL")
+            except CampaignError as exc:
+                raise ConfigError(f"{name}.row_id is too narrow for large row ids and widening it failed ({exc});"
+                                  f" run: ALTER TABLE {name} MODIFY row_id BIGINT UNSIGNED NOT NULL") from None
 
     def pending_rows(self, index: int, of: int, page_size: int, after: int = 0) -> Iterator[list[Row]]:
         """Pending rows of one partition with ids above `after`, in pages, by
@@ -196,8 +243,8 @@ class CampaignTable:
 
     def row(self, values: tuple) -> Row:
         row_id, phone, *params = values
-        return Row(row_id, phone, {name: "" if value is None else str(value)
-                                   for name, value in zip(self.param_columns, params)})
+        return Row(int(row_id), as_text(phone), {name: as_text(value) or ""
+                                                 for name, value in zip(self.param_columns, params)})
 
     def pending_among(self, ids: list[int]) -> dict[int, Row]:
         """Which of these rows are still pending; a job for any other row is stale."""
@@ -227,7 +274,7 @@ class CampaignTable:
         values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(failures))
         args = []
         for f in failures:
-            args += [self.table, f.row_id, f.attempts, f.http_status, f.reason[:REASON_LENGTH]]
+            args += [self.table, f.row_id, f.attempts, f.http_status, storable(f.reason, REASON_LENGTH)]
         self._execute(
             f"INSERT INTO {FAILURE_TABLE} (campaign_table, row_id, attempts, http_status, reason)"
             f" VALUES {values} ON DUPLICATE KEY UPDATE attempts = VALUES(attempts),"
@@ -318,9 +365,9 @@ class CampaignTable:
         args = []
         for a in attempts:
             args += [self.table, a.row_id, a.attempt, a.outcome, a.http_status,
-                     a.message_id[:MESSAGE_ID_LENGTH] if a.message_id else None,
-                     a.sender[:MESSAGE_ID_LENGTH] if a.sender else None,
-                     a.error[:REASON_LENGTH] if a.error else None, a.latency_ms]
+                     storable(a.message_id, MESSAGE_ID_LENGTH) if a.message_id else None,
+                     storable(a.sender, MESSAGE_ID_LENGTH) if a.sender else None,
+                     storable(a.error, REASON_LENGTH) if a.error else None, a.latency_ms]
         self._execute(
             f"INSERT INTO {HISTORY_TABLE} (campaign_table, row_id, attempt, outcome, http_status,"
             f" message_id, sender, error, latency_ms) VALUES {values}",

@@ -6,10 +6,16 @@ honours proxy settings from the environment (HTTPS_PROXY, NO_PROXY); `urllib3`
 talks to the URL directly and costs about half the CPU per request; `aiohttp`
 sends from one asyncio loop instead of a thread per send and costs about a
 fifth. That matters once our own overhead, not the gateway, limits the rate.
+
+Every engine holds a request to one deadline, WHATSAPP_TIMEOUT, for connect,
+send and the whole answer together: a gateway that answers and then trickles
+its body cannot hold a send (or a shutdown) longer. Only the first
+MAX_ANSWER_BYTES of an answer are read; that is plenty to classify it.
 """
 
 import abc
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Mapping, Protocol
 
@@ -17,6 +23,10 @@ import aiohttp
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+
+
+MAX_ANSWER_BYTES = 1 << 20
+CONNECT_TIMEOUT = 3.0  # seconds at most for the connection, within the deadline
 
 
 class EngineTimeout(Exception):
@@ -44,6 +54,43 @@ class HttpEngine(Protocol):
     def close(self) -> None: ...
 
 
+def deadline_timeout(timeout: float) -> urllib3.Timeout:
+    """Connect and wait for the headers within `timeout` in all (urllib3
+    gives the read what the connect left); the body is held to it by `read_answer`."""
+    return urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT), read=timeout, total=timeout)
+
+
+def read_answer(response: urllib3.BaseHTTPResponse, deadline: float) -> str:
+    """The body of an unread urllib3 response, at most MAX_ANSWER_BYTES of it,
+    before `deadline` (monotonic). Each read waits at most what is left of
+    the deadline, so a trickle cannot stretch it. A connection left with
+    unread bytes is closed rather than reused."""
+    chunks, size, complete = [], 0, False
+    sock = getattr(response.connection, "sock", None)
+    try:
+        while size < MAX_ANSWER_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EngineTimeout("the answer took longer than WHATSAPP_TIMEOUT")
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = response.read1(MAX_ANSWER_BYTES - size)
+            if not chunk:
+                complete = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except urllib3.exceptions.TimeoutError as exc:
+        raise EngineTimeout(type(exc).__name__) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise EngineError(type(exc).__name__) from None
+    finally:
+        if not complete:
+            response.close()
+        response.release_conn()
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
 class BlockingEngine(abc.ABC):
     """GET and POST through a subclass's blocking `call`, on the caller's thread."""
 
@@ -64,8 +111,8 @@ class RequestsEngine(BlockingEngine):
 
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float, pool_size: int):
         self.url = url
-        # Connect and read are bounded separately.
-        self.timeout = (min(timeout, 3.0), timeout)
+        self.deadline = timeout
+        self.timeout = deadline_timeout(timeout)
         self.session = requests.Session()
         # Proxies are read from the environment once, not on every request.
         self.session.proxies.update(requests.utils.get_environ_proxies(url))
@@ -76,13 +123,15 @@ class RequestsEngine(BlockingEngine):
         self.session.headers.update(headers)
 
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
+        deadline = time.monotonic() + self.deadline
         try:
-            response = self.session.request(method, self.url, data=body, headers=headers, timeout=self.timeout)
+            response = self.session.request(method, self.url, data=body, headers=headers, timeout=self.timeout,
+                                            stream=True)
         except requests.Timeout as exc:
             raise EngineTimeout(type(exc).__name__) from None
         except requests.RequestException as exc:
             raise EngineError(type(exc).__name__) from None
-        return Answer(response.status_code, response.headers, response.text)
+        return Answer(response.status_code, response.headers, read_answer(response.raw, deadline))
 
     def close(self) -> None:
         self.session.close()
@@ -94,15 +143,18 @@ class Urllib3Engine(BlockingEngine):
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float, pool_size: int):
         self.url = url
         self.headers = dict(headers)
-        self.timeout = urllib3.Timeout(connect=min(timeout, 3.0), read=timeout)
+        self.deadline = timeout
+        self.timeout = deadline_timeout(timeout)
         # block=True: never more connections than sends in flight.
         self.pool = urllib3.connection_from_url(url, maxsize=pool_size, block=True)
         self.path = urllib3.util.parse_url(url).request_uri
 
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
+        deadline = time.monotonic() + self.deadline
         try:
             response = self.pool.urlopen(method, self.path, body=body, headers={**self.headers, **headers},
-                                         retries=False, timeout=self.timeout, redirect=False)
+                                         retries=False, timeout=self.timeout, redirect=False,
+                                         preload_content=False)
         except urllib3.exceptions.NewConnectionError as exc:
             # Checked first: urllib3 makes it a subclass of ConnectTimeoutError.
             raise EngineError(type(exc).__name__) from None
@@ -110,7 +162,7 @@ class Urllib3Engine(BlockingEngine):
             raise EngineTimeout(type(exc).__name__) from None
         except urllib3.exceptions.HTTPError as exc:
             raise EngineError(type(exc).__name__) from None
-        return Answer(response.status, response.headers, response.data.decode("utf-8", "replace"))
+        return Answer(response.status, response.headers, read_answer(response, deadline))
 
     def close(self) -> None:
         self.pool.close()
@@ -126,10 +178,9 @@ class AiohttpEngine:
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float, pool_size: int):
         self.url = url
         self.headers = dict(headers)
-        # `total` bounds a request whatever state its connection is left in
-        # (seen: a request on a connection the server had reset never ended).
-        self.timeout = aiohttp.ClientTimeout(total=min(timeout, 3.0) + timeout, connect=min(timeout, 3.0),
-                                             sock_read=timeout)
+        # `total` covers the whole answer, body included, and whatever state a
+        # connection is left in (seen: a request on a reset connection never ended).
+        self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, CONNECT_TIMEOUT))
         self.pool_size = pool_size
         self.session: aiohttp.ClientSession | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -154,8 +205,13 @@ class AiohttpEngine:
     async def call(self, session, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         try:
             async with session.request(method, self.url, data=body, headers=headers) as response:
-                text = (await response.read()).decode("utf-8", "replace")
-                return Answer(response.status, response.headers, text)
+                chunks, size = [], 0
+                while size < MAX_ANSWER_BYTES and (chunk := await response.content.read(MAX_ANSWER_BYTES - size)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                if not response.content.at_eof():
+                    response.close()  # unread bytes: not a connection to reuse
+                return Answer(response.status, response.headers, b"".join(chunks).decode("utf-8", "replace"))
         except asyncio.TimeoutError as exc:
             raise EngineTimeout(type(exc).__name__) from None
         except aiohttp.ClientError as exc:

@@ -121,6 +121,9 @@ def per_minute_key(prefix: str, partition: Partition) -> str:
     return f"{prefix}sent_per_minute:{partition.of}:{partition.index}"
 
 
+MAX_ATTEMPTS_KEPT = 1_000_000  # a larger count read back from Redis is not ours; any max attempts is below it
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -162,13 +165,13 @@ def decode_job(row_id: int, raw: str) -> Job | None:
         value = json.loads(raw)
         phone, attempts, sent = value["phone"], int(value.get("attempts", 0)), value.get("sent", False)
         params = value.get("params", {})
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         return None
     if (phone is not None and not isinstance(phone, str)) or not isinstance(sent, bool):
         return None
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         return None
-    return Job(row_id, phone, max(attempts, 0), sent, params)
+    return Job(row_id, phone, min(max(attempts, 0), MAX_ATTEMPTS_KEPT), sent, params)
 
 
 def connect(url: str) -> redis.Redis:

@@ -37,10 +37,10 @@ _LIMITS = {
     "fail_rate": (float, 0, 1),
     "fail_status": (int, 400, 599),
     "fail_first": (int, 0, float("inf")),
-    "retry_after": (int, 0, float("inf")),
     "timeout_rate": (float, 0, 1),
     "hang_seconds": (float, 0, float("inf")),
     "reset_rate": (float, 0, 1),
+    "trickle_seconds": (float, 0, float("inf")),
 }
 
 
@@ -56,21 +56,27 @@ class Behaviour:
     fail_rate: float = 0.0
     fail_status: int = 500
     fail_first: int = 0
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # sent verbatim: a test may send what a broken gateway does
     timeout_rate: float = 0.0
     hang_seconds: float = 30.0
     reset_rate: float = 0.0  # share of sends answered by resetting the connection
     plain_body: bool = False  # answer with plain text / HTML instead of JSON, as some gateways do
+    success_body: str | None = None  # the body of every 2xx instead of the dialect's: odd gateways' answers
+    trickle_seconds: float = 0.0  # spread each answer's body over this long, a byte at a time
     token: str | None = None
 
     def __post_init__(self):
         for name, (kind, lowest, highest) in _LIMITS.items():
             value = getattr(self, name)
-            if name == "retry_after" and value is None:
-                continue
             allowed = int if kind is int else (int, float)
             if isinstance(value, bool) or not isinstance(value, allowed) or not lowest <= value <= highest:
                 raise ValueError(f"{name} must be {kind.__name__} from {lowest} to {highest}, got {value!r}")
+        retry_after = self.retry_after
+        if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, (int, str))
+                                        or isinstance(retry_after, int) and retry_after < 0):
+            raise ValueError(f"retry_after must be seconds or a header text, got {retry_after!r}")
+        if self.success_body is not None and not isinstance(self.success_body, str):
+            raise ValueError("success_body must be a string or null")
         if not isinstance(self.plain_body, bool):
             raise ValueError("plain_body must be true or false")
         if self.token is not None and not (isinstance(self.token, str) and self.token):
@@ -233,7 +239,11 @@ class MockWhatsApp:
                 error = f"<html><body><h1>{status}</h1></body></html>"
             return self._record(status, error, extra)
         status, success = dialect.success(to)
-        return self._record(status, "OK" if behaviour.plain_body else success, delivery=(key, to, body))
+        if behaviour.success_body is not None:
+            success = behaviour.success_body
+        elif behaviour.plain_body:
+            success = "OK"
+        return self._record(status, success, delivery=(key, to, body))
 
     def _record(self, status, payload, headers=None, delivery=None):
         with self._lock:
@@ -370,8 +380,18 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        sending = self.command == "POST" and not self.path.startswith(CONTROL_PREFIX)
+        trickle = self.server.mock.behaviour.trickle_seconds if sending else 0
+        if not trickle:
             self.wfile.write(body)
+            return
+        for index in range(len(body)):
+            self.wfile.write(body[index:index + 1])
+            self.wfile.flush()
+            if self.server.mock._stopping.wait(trickle / len(body)):
+                return
 
     def log_message(self, format, *args):
         logger.debug("%s " + format, self.client_address[0], *args)

@@ -66,11 +66,25 @@ class Route:
 
     def send(self, message: Message) -> SendResult:
         started = time.monotonic()
-        return self.reported(self.sender.send(message), started)
+        try:
+            result = self.sender.send(message)
+        except Exception as exc:
+            result = self.crashed(exc)
+        return self.reported(result, started)
 
     async def send_async(self, message: Message) -> SendResult:
         started = time.monotonic()
-        return self.reported(await self.sender.send_async(message), started)
+        try:
+            result = await self.sender.send_async(message)
+        except Exception as exc:
+            result = self.crashed(exc)
+        return self.reported(result, started)
+
+    def crashed(self, exc: Exception) -> SendResult:
+        """A sender bug is a failed send like any other: the breaker hears of
+        it (a half-open trial is reported, never left hanging) and the row is retried."""
+        log.error("sender %s raised instead of returning an outcome", self.name, exc_info=exc)
+        return SendResult(Outcome.RETRY, detail=f"internal error: {type(exc).__name__}")
 
     def reported(self, result: SendResult, started: float) -> SendResult:
         """Stamp the result with this sender and its latency, and tell the

@@ -8,6 +8,7 @@ import email.utils
 import enum
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,6 +19,8 @@ from common.http_engines import EngineError, EngineTimeout, HttpEngine
 log = logging.getLogger(__name__)
 
 DETAIL_LENGTH = 200
+MAX_RETRY_AFTER = 86_400.0  # seconds: a gateway asking for longer is asked again after a day
+MESSAGE_ID_LENGTH = 128  # longer "ids" are not ids; no receipt could be matched to them
 
 
 class Outcome(enum.Enum):
@@ -66,32 +69,45 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds, from either of its two forms (seconds or an HTTP date)."""
-    if not value:
+def parse_retry_after(value) -> float | None:
+    """Retry-After in seconds, from either of its two forms (seconds or an
+    HTTP date): finite and at most MAX_RETRY_AFTER; a date in the past is now.
+    Anything unreadable is None (our own backoff applies)."""
+    if not isinstance(value, str) or not value.strip():
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def header(headers, name: str):
+    """A header's value from whatever mapping an engine gave, or None."""
+    try:
+        return headers.get(name)
+    except (AttributeError, TypeError):
+        return None
 
 
 def classify(status: int, headers, body: str) -> SendResult:
-    """Read an HTTP answer: 2xx sent; 401/403 the sender is refused; 408, 429
-    and 5xx worth retrying; any other 4xx is permanent for this row."""
+    """Read an HTTP answer: 2xx sent; 401/403 the sender is refused; any other
+    4xx is permanent for this row; everything else (408, 429, 5xx, and codes
+    a gateway should never answer a POST with: 1xx, 3xx) is worth retrying.
+    Never raises, whatever the answer holds."""
     if 200 <= status < 300:
         return SendResult(Outcome.SENT, status, message_id=message_id_from(body))
     detail = f"HTTP {status}: {body[:DETAIL_LENGTH]}".strip()
     if status in (401, 403):
         return SendResult(Outcome.SENDER_DOWN, status, detail)
-    if status in (408, 429) or status >= 500:
-        return SendResult(Outcome.RETRY, status, detail, parse_retry_after(headers.get("Retry-After")))
-    return SendResult(Outcome.FAILED, status, detail)
+    if 400 <= status < 500 and status not in (408, 429):
+        return SendResult(Outcome.FAILED, status, detail)
+    return SendResult(Outcome.RETRY, status, detail, parse_retry_after(header(headers, "Retry-After")))
 
 
 def unanswered(exc: Exception) -> SendResult:
@@ -102,11 +118,31 @@ def unanswered(exc: Exception) -> SendResult:
     return SendResult(Outcome.RETRY, detail=f"connection failed: {exc}")
 
 
+def parsed(text: str):
+    """The JSON value of a body, or None when it is not JSON (or nested
+    deeper than the parser goes)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def message_id(value) -> str | None:
+    """A gateway's message id as we keep it: a string (an integer id becomes
+    one) of at most MESSAGE_ID_LENGTH characters, else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MESSAGE_ID_LENGTH:
+        return None
+    return value
+
+
 def message_id_from(body: str) -> str | None:
     """The gateway's message id (WhatsApp's `messages[0].id`), if the body has one."""
+    answer = parsed(body)
     try:
-        return json.loads(body)["messages"][0]["id"]
-    except (ValueError, KeyError, IndexError, TypeError):
+        return message_id(answer["messages"][0]["id"])
+    except (KeyError, IndexError, TypeError):
         return None
 
 

@@ -1,14 +1,6 @@
-"""Reading gateway answers that may or may not be JSON."""
+"""Request bodies as compact JSON."""
 
 import json
-
-
-def parsed(text: str):
-    """The JSON value of a body, or None when it is not JSON."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def dumps(value) -> bytes:

@@ -7,10 +7,10 @@ for a while: the row waits a long time instead of being tried again soon.
 import base64
 
 from common.errors import ConfigError
-from common.providers._json import dumps, parsed
+from common.providers._json import dumps
 from common.providers._names import address
 from common.providers._text import Content, content_of
-from common.sender import Message, Outcome, SendResult, classify
+from common.sender import Message, Outcome, SendResult, classify, message_id, parsed
 
 TIMELOCK_DELAY = 3600.0  # seconds a timelocked row waits before its next try
 
@@ -42,8 +42,8 @@ class Gowa:
         if code not in (None, "SUCCESS"):
             return SendResult(Outcome.RETRY, status, f"HTTP {status} but code {code}")
         results = answer.get("results") if isinstance(answer, dict) else None
-        message_id = results.get("message_id") if isinstance(results, dict) else None
-        return SendResult(Outcome.SENT, status, message_id=message_id if isinstance(message_id, str) else None)
+        return SendResult(Outcome.SENT, status,
+                          message_id=message_id(results.get("message_id")) if isinstance(results, dict) else None)
 
 
 def build(settings) -> Gowa:

@@ -5,9 +5,9 @@ throttling, bad recipients and a paused template all with 4xx or 5xx.
 """
 
 from common.errors import ConfigError
-from common.providers._json import dumps, parsed
+from common.providers._json import dumps
 from common.providers._text import Content, content_of
-from common.sender import DETAIL_LENGTH, Message, Outcome, SendResult, classify, parse_retry_after
+from common.sender import DETAIL_LENGTH, Message, Outcome, SendResult, classify, header, parse_retry_after, parsed
 
 RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
 ROW_FAILED_CODES = {131026, 100, 131047, 131030, 132000, 132001, 132012}
@@ -53,7 +53,7 @@ class Meta:
         if code in ROW_FAILED_CODES:
             return SendResult(Outcome.FAILED, status, detail)
         if code in RETRY_CODES:
-            return SendResult(Outcome.RETRY, status, detail, parse_retry_after(headers.get("Retry-After")))
+            return SendResult(Outcome.RETRY, status, detail, parse_retry_after(header(headers, "Retry-After")))
         return classify(status, headers, text)
 
 

@@ -1,10 +1,10 @@
 """WAHA (WhatsApp HTTP API): POST {url}/api/sendText with X-Api-Key."""
 
 from common.errors import ConfigError
-from common.providers._json import dumps, parsed
+from common.providers._json import dumps
 from common.providers._names import address
 from common.providers._text import Content, content_of
-from common.sender import Message, Outcome, SendResult, classify
+from common.sender import Message, Outcome, SendResult, classify, message_id, parsed
 
 
 class Waha:
@@ -26,17 +26,20 @@ class Waha:
         result = classify(status, headers, text)
         if result.outcome is not Outcome.SENT:
             return result
-        return SendResult(Outcome.SENT, status, message_id=message_id(parsed(text)))
+        return SendResult(Outcome.SENT, status, message_id=sent_id(parsed(text)))
 
 
-def message_id(answer) -> str | None:
-    """WAHA answers the sent message; its id is a string or {"_serialized": ...}."""
+def sent_id(answer) -> str | None:
+    """WAHA answers the sent message. Its id is a string (GOWS),
+    {"_serialized": ...} (WEBJS), or, from NOWEB, only under key.id."""
     if not isinstance(answer, dict):
         return None
     value = answer.get("id")
     if isinstance(value, dict):
         value = value.get("_serialized")
-    return value if isinstance(value, str) else None
+    if value is None and isinstance(answer.get("key"), dict):
+        value = answer["key"].get("id")
+    return message_id(value)
 
 
 def build(settings) -> Waha:

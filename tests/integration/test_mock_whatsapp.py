@@ -149,6 +149,7 @@ def test_config_endpoint_changes_behaviour_at_runtime(mock):
     assert config == {
         "latency_ms": 0.0, "fail_rate": 1.0, "fail_status": 503, "fail_first": 0, "retry_after": None,
         "timeout_rate": 0.0, "hang_seconds": 30.0, "token": None, "reset_rate": 0.0, "plain_body": False,
+        "success_body": None, "trickle_seconds": 0.0,
     }
     assert (failed.status_code, delivered.status_code) == (503, 200)
 

@@ -151,3 +151,15 @@ def test_a_rows_own_template_or_text_wins_over_the_campaigns():
     assert settings(**own, params=("column2",)).message_columns == ("column2", "tpl", "txt")
     with pytest.raises(ConfigError, match="TEMPLATE_COLUMN"):
         settings(template_column="tpl; DROP")
+
+
+@pytest.mark.parametrize("answer,message_id", [
+    ({"id": "true_62812@c.us_3EB0"}, "true_62812@c.us_3EB0"),  # GOWS
+    ({"id": {"_serialized": "true_62812@c.us_3EB1"}}, "true_62812@c.us_3EB1"),  # WEBJS
+    ({"key": {"id": "3EB0NOWEB"}, "message": {}}, "3EB0NOWEB"),  # NOWEB
+    ({"id": 42}, "42"),
+    ({"id": {"_serialized": ["x"]}}, None),
+])
+def test_waha_reads_the_message_id_of_every_engine(answer, message_id):
+    provider = providers.build("waha", settings())
+    assert provider.read(201, {}, json.dumps(answer)).message_id == message_id

@@ -101,3 +101,20 @@ def test_turns_that_find_no_paced_slot_give_their_half_open_trial_back(fake_redi
     monkeypatch.setattr(p.stopping, "wait", lambda _seconds: p.stopping.set())  # the next finds no slot, stops
     assert p.turn() is None
     assert fake_redis.hget("sender:a:breaker", "trials") == "1"  # its trial went back; one is still out
+
+
+class CrashingSender(StubSender):
+    def send(self, message):
+        raise KeyError("a bug in a sender")
+
+
+def test_a_send_that_raises_is_a_failed_send_its_half_open_breaker_hears_of(fake_redis):
+    p = pool(fake_redis, CrashingSender("a"), breaker_failures=1, breaker_cooldown=0.01, breaker_successes=1)
+    route = p.routes[0]
+    route.breaker.record("down", "HTTP 401")
+    time.sleep(0.02)
+    turn = p.turn()
+    assert turn is not None and turn.trial
+    result = turn.send(None)
+    assert result.outcome is Outcome.RETRY and result.detail == "internal error: KeyError"
+    assert fake_redis.hget(route.breaker.key, "state") == "open"  # the trial was reported, not left hanging

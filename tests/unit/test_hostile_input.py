@@ -1,0 +1,125 @@
+"""Property-based: whatever a gateway answers, a row holds or Redis gives back,
+reading it ends in a defined outcome and never raises."""
+
+import datetime
+import json
+import math
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from common import providers
+from common.consumer import retry_delay
+from common.db import as_text, storable
+from common.jobs import MAX_ATTEMPTS_KEPT, decode_job
+from common.phones import InvalidPhone, normalise_phone
+from common.sender import MAX_RETRY_AFTER, MESSAGE_ID_LENGTH, Outcome, SendResult, parse_retry_after
+from tests.unit.test_providers import settings as provider_settings
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+# Shapes gateways answer with, so generated bodies reach the code that reads ids and error codes.
+answer_shapes = st.one_of(
+    st.fixed_dictionaries({"messages": st.lists(st.fixed_dictionaries({"id": json_values}), max_size=2)}),
+    st.fixed_dictionaries({"error": st.fixed_dictionaries({"code": json_values, "message": json_values})}),
+    st.fixed_dictionaries({"id": json_values, "key": json_values}),
+    st.fixed_dictionaries({"code": json_values, "results": json_values}),
+    json_values,
+)
+retry_after_values = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers().map(str),
+    st.sampled_from(["1e999", "-1e999", "inf", "nan", "", " ", "Wed, 21 Oct 2015 07:28:00 GMT",
+                     "Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 99 Foo 0000 99:99:99 GMT"]),
+    st.datetimes(timezones=st.just(datetime.timezone.utc)).map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+    st.text(max_size=40),
+)
+
+
+def bodies():
+    deep = st.integers(1, 200_000).map(lambda depth: "[" * depth + "]" * depth)
+    raw = st.binary(max_size=200).map(lambda data: data.decode("utf-8", "replace"))
+    return st.one_of(answer_shapes.map(json.dumps), deep, raw, st.text(max_size=200))
+
+
+def assert_defined(result: SendResult) -> None:
+    assert isinstance(result.outcome, Outcome)
+    if result.retry_after is not None:
+        assert math.isfinite(result.retry_after) and 0 <= result.retry_after <= MAX_RETRY_AFTER
+    if result.message_id is not None:
+        assert isinstance(result.message_id, str) and 0 < len(result.message_id) <= MESSAGE_ID_LENGTH
+    assert isinstance(result.detail, str)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(providers.names()), status=st.integers(100, 999),
+       retry_after=retry_after_values, body=bodies())
+def test_every_provider_reads_any_answer_into_a_defined_outcome(name, status, retry_after, body):
+    provider = providers.build(name, provider_settings())
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    assert_defined(provider.read(status, headers, body))
+
+
+@given(retry_after_values)
+def test_retry_after_is_none_or_finite_and_at_most_a_day(value):
+    seconds = parse_retry_after(value)
+    assert seconds is None or (math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER)
+
+
+@given(attempt=st.integers(1, 10**400), base=st.floats(0, 3600), retry_after=retry_after_values)
+def test_a_retry_is_due_within_a_day_whatever_the_attempt_count(attempt, base, retry_after):
+    delay = retry_delay(attempt, base, parse_retry_after(retry_after))
+    assert math.isfinite(delay) and 0 <= delay <= MAX_RETRY_AFTER
+
+
+column_values = st.one_of(
+    st.none(), st.integers(-2**63, 2**64 - 1), st.decimals(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False), st.binary(max_size=40), st.text(max_size=40),
+    st.text(max_size=20).map(lambda text: f"  {text}  "), st.dates(), st.datetimes(), st.times(),
+    st.timedeltas(), st.frozensets(st.text(max_size=5), max_size=3),
+)
+
+
+@given(column_values)
+def test_a_phone_column_of_any_type_is_text_or_fails_its_row_with_a_reason(value):
+    text = as_text(value)
+    assert text is None or isinstance(text, str)
+    try:
+        phone = normalise_phone(text)
+    except InvalidPhone as exc:
+        assert str(exc)
+    else:
+        assert phone.isdigit()
+
+
+def test_numbers_become_the_digits_a_phone_check_reads():
+    assert as_text(6281234567890) == "6281234567890"
+    assert as_text(Decimal("6281234567890")) == "6281234567890"
+    assert as_text(Decimal("6.28123456789E+12")) == "6281234567890"
+    assert as_text(6281234567890.0) == "6281234567890"
+    assert as_text(b"+62 812-3456-7890") == "+62 812-3456-7890"
+    assert as_text(datetime.date(2026, 12, 7)) == "2026-12-07"
+
+
+@given(st.text(), st.integers(1, 300))
+def test_text_for_our_columns_is_valid_utf8_and_fits(text, length):
+    stored = storable(text, length)
+    assert len(stored) <= length
+    stored.encode("utf-8")  # a lone surrogate would raise here
+
+
+@given(st.one_of(st.text(max_size=100), json_values.map(json.dumps),
+                 st.fixed_dictionaries({"phone": json_values, "attempts": json_values, "sent": json_values,
+                                        "params": json_values}).map(json.dumps),
+                 st.just('{"phone": "6281", "attempts": 1e999}')))
+def test_any_job_payload_read_back_from_redis_is_a_job_or_none(raw):
+    job = decode_job(7, raw)
+    if job is not None:
+        assert job.phone is None or isinstance(job.phone, str)
+        assert 0 <= job.attempts <= MAX_ATTEMPTS_KEPT
+        assert all(isinstance(value, str) for value in job.params.values())
+        json.loads(job.encode())
