@@ -54,3 +54,15 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     KEY row_story (campaign_table, row_id)
 );
+
+-- A row's send generation: outcomes (sent or failed) recorded for it, raised in
+-- the transaction that records each one. The idempotency key of a send is
+-- <table>:<row id> for generation 0 and <table>:<row id>:<generation> after, so
+-- a row set back to pending on purpose is a new message to the gateway, while
+-- retries of one send keep their key. Consumers create it if it is missing.
+CREATE TABLE IF NOT EXISTS send_generations (
+    campaign_table VARCHAR(64) NOT NULL,
+    row_id BIGINT UNSIGNED NOT NULL,
+    generation INT UNSIGNED NOT NULL,
+    PRIMARY KEY (campaign_table, row_id)
+);

@@ -65,7 +65,7 @@ class BenchDatabase:
     def seed(self, pending: int, processed: int = 0) -> None:
         """Empty every table, then add `processed` sent rows followed by `pending`
         pending ones (ids from 1, phones unique)."""
-        for table in (TABLE, "campaign_failures", "delivery_attempts"):
+        for table in (TABLE, "campaign_failures", "delivery_attempts", "send_generations"):
             self.execute(f"TRUNCATE TABLE {table}")
         self.insert(processed, SENT, first=1)
         self.insert(pending, PENDING, first=processed + 1)

@@ -20,7 +20,7 @@ from collections import Counter
 
 from common import metrics
 from common.config import Settings
-from common.db import Attempt, CampaignTable, Failure, Row, RowRejected
+from common.db import Attempt, CampaignTable, Failure, Row, RowRejected, idempotency_key
 from common.errors import ServiceUnavailable
 from common.jobs import Claim, Job, JobQueue, now_ms
 from common.leases import LeaseKeeper
@@ -181,14 +181,15 @@ class Consumer:
             if claim.row_id in pending:
                 self.leases.hold(claim.row_id, claim.lease_until_ms)
                 row = pending[claim.row_id]
-                self.start(with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row))
+                self.start(with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row),
+                           row.generation)
         return len(claims)
 
     def rebuilt_job(self, claim: Claim, row: Row) -> Job:
         log.warning("job:%d held a value that is not a job; rebuilt it from the row", claim.row_id)
         return Job(claim.row_id, row.phone, params=row.params)
 
-    def start(self, job: Job) -> None:
+    def start(self, job: Job, generation: int) -> None:
         if job.sent:
             self.ended.append((job, SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)))
             return
@@ -197,7 +198,7 @@ class Consumer:
         except InvalidPhone as exc:
             self.ended.append((job, SendResult(Outcome.FAILED, detail=str(exc))))
             return
-        message = Message(job.row_id, phone, f"{self.settings.table}:{job.row_id}", job.params)
+        message = Message(job.row_id, phone, idempotency_key(self.settings.table, job.row_id, generation), job.params)
         self.in_flight[job.row_id] = job
         self.workers.submit((job, message))
 

@@ -2,13 +2,20 @@
 
 Rows are pending (status 1), sent (0) or failed (2). A failed row's reason is
 kept in `campaign_failures`, never in the user's table.
+
+Each row also has a send generation in `send_generations`: how many outcomes
+(sent or failed) were recorded for it. It is raised in the same transaction
+that records an outcome, so it is the same for every retry, lease takeover and
+re-queue of one send, and new once the row is set back to pending on purpose:
+the idempotency key carries it, and a gateway that honours keys takes a
+deliberate re-send as a new message.
 """
 
 import datetime
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import pymysql
@@ -22,11 +29,12 @@ PENDING, SENT, FAILED = 1, 0, 2
 FAILURE_TABLE = "campaign_failures"
 HISTORY_TABLE = "delivery_attempts"
 INGEST_TABLE = "ingest_requests"
+GENERATION_TABLE = "send_generations"
 REASON_LENGTH = 255
 MESSAGE_ID_LENGTH = 128
 
 # Tables the project owns whose row_id must hold any campaign table's id, up to BIGINT UNSIGNED.
-ROW_ID_TABLES = (FAILURE_TABLE, HISTORY_TABLE)
+ROW_ID_TABLES = (FAILURE_TABLE, HISTORY_TABLE, GENERATION_TABLE)
 
 # MySQL error numbers that mean "fix your settings", not "try again later".
 ACCESS_DENIED = (1044, 1045, 1698)
@@ -66,6 +74,13 @@ class Row:
     id: int
     phone: str | None
     params: dict = field(default_factory=dict)  # column -> text, for per-row message variables
+    generation: int = 0  # outcomes recorded for this row before: see the module's docstring
+
+
+def idempotency_key(table: str, row_id: int, generation: int) -> str:
+    """`<table>:<row id>` for a row's first send, `<table>:<row id>:<generation>`
+    for a deliberate re-send after a recorded outcome."""
+    return f"{table}:{row_id}" if not generation else f"{table}:{row_id}:{generation}"
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,7 @@ class CampaignTable:
         self.extra = "".join(f", {name}" for name in self.param_columns)
         self._connection = None
 
-    def _execute(self, sql: str, args=None, last_id: bool = False):
+    def _execute(self, sql: str, args=None, last_id: bool = False, count: bool = False):
         try:
             if self._connection is None:
                 self._connection = pymysql.connect(
@@ -156,8 +171,8 @@ class CampaignTable:
                     write_timeout=30,
                 )
             with self._connection.cursor() as cursor:
-                cursor.execute(sql, args)
-                return cursor.lastrowid if last_id else cursor.fetchall()
+                changed = cursor.execute(sql, args)
+                return cursor.lastrowid if last_id else changed if count else cursor.fetchall()
         except pymysql.MySQLError as exc:
             if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
                 self.close()  # reconnect on the next call
@@ -178,12 +193,19 @@ class CampaignTable:
         if need_failure_table:
             self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
             self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
+            self.add_generation_table()
             self.add_sender_column()
             self.widen_row_ids()
 
     def check_ingest_log(self) -> None:
         """The web service needs the table that remembers Idempotency-Keys."""
         self._execute(f"SELECT idempotency_key FROM {INGEST_TABLE} LIMIT 0")
+
+    def add_generation_table(self) -> None:
+        """Databases set up before re-sends had their own keys get the table here."""
+        self._execute(f"CREATE TABLE IF NOT EXISTS {GENERATION_TABLE} (campaign_table VARCHAR(64) NOT NULL,"
+                      " row_id BIGINT UNSIGNED NOT NULL, generation INT UNSIGNED NOT NULL,"
+                      " PRIMARY KEY (campaign_table, row_id))")
 
     def add_sender_column(self) -> None:
         """History tables made before it had a `sender` column get one; the
@@ -252,25 +274,43 @@ class CampaignTable:
             return {}
         marks = ", ".join(["%s"] * len(ids))
         rows = self._execute(
-            f"SELECT id, {self.phone}{self.extra} FROM {self.table} WHERE {self.status} = %s AND id IN ({marks})",
-            (PENDING, *ids),
+            f"SELECT c.id, c.{self.phone}{self.extra.replace(', ', ', c.')}, g.generation FROM {self.table} c"
+            f" LEFT JOIN {GENERATION_TABLE} g ON g.campaign_table = %s AND g.row_id = c.id"
+            f" WHERE c.{self.status} = %s AND c.id IN ({marks})",
+            (self.table, PENDING, *ids),
         )
-        return {row.id: row for row in map(self.row, rows)}
+        return {row.id: row for row in (replace(self.row(values[:-1]), generation=values[-1] or 0)
+                                         for values in rows)}
+
+    def record_outcome(self, ids: list[int], status: int) -> None:
+        """Set pending rows to `status` and raise their send generation, in one
+        transaction. The rows are locked first, so two consumers recording
+        the same row (the documented repeat window) raise it once."""
+        marks = ", ".join(["%s"] * len(ids))
+        self._execute("START TRANSACTION")
+        try:
+            self._execute(f"SELECT id FROM {self.table} WHERE {self.status} = %s AND id IN ({marks}) FOR UPDATE",
+                          (PENDING, *ids))
+            self._execute(
+                f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
+                f" SELECT %s, id, 1 FROM {self.table} WHERE {self.status} = %s AND id IN ({marks})"
+                f" ON DUPLICATE KEY UPDATE generation = generation + 1", (self.table, PENDING, *ids))
+            self._execute(f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({marks})",
+                          (status, PENDING, *ids))
+            self._execute("COMMIT")
+        except BaseException:
+            self.close()  # the server rolls back what this connection did not commit
+            raise
 
     def mark_sent(self, ids: list[int]) -> None:
         if ids:
-            marks = ", ".join(["%s"] * len(ids))
-            self._execute(f"UPDATE {self.table} SET {self.status} = %s WHERE id IN ({marks})", (SENT, *ids))
+            self.record_outcome(ids, SENT)
 
     def mark_failed(self, failures: list[Failure]) -> None:
         """Mark rows failed (never over a sent one) and record why."""
         if not failures:
             return
-        marks = ", ".join(["%s"] * len(failures))
-        self._execute(
-            f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({marks})",
-            (FAILED, PENDING, *(f.row_id for f in failures)),
-        )
+        self.record_outcome([f.row_id for f in failures], FAILED)
         values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(failures))
         args = []
         for f in failures:
@@ -281,6 +321,33 @@ class CampaignTable:
             f" http_status = VALUES(http_status), reason = VALUES(reason), failed_at = CURRENT_TIMESTAMP",
             args,
         )
+
+    def resend_failed(self, reason: str | None = None, partition: tuple[int, int] | None = None) -> int:
+        """Set failed rows back to pending (those whose reason contains
+        `reason`, in partition (index, of)) and forget why they failed; returns
+        how many. Their send generation was raised when they failed, so each
+        goes out with a new idempotency key. Producers queue them on their next
+        full scan."""
+        where, args = [f"c.{self.status} = %s"], [self.table, FAILED]
+        if reason:
+            where.append("f.reason LIKE %s")
+            args.append("%" + reason.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if partition:
+            where.append("c.id %% %s = %s")
+            args += [partition[1], partition[0]]
+        join = "JOIN" if reason else "LEFT JOIN"
+        self._execute("START TRANSACTION")
+        try:
+            changed = self._execute(
+                f"UPDATE {self.table} c {join} {FAILURE_TABLE} f ON f.campaign_table = %s AND f.row_id = c.id"
+                f" SET c.{self.status} = {PENDING} WHERE {' AND '.join(where)}", args, count=True)
+            self._execute(f"DELETE f FROM {FAILURE_TABLE} f JOIN {self.table} c ON c.id = f.row_id"
+                          f" WHERE f.campaign_table = %s AND c.{self.status} = %s", (self.table, PENDING))
+            self._execute("COMMIT")
+        except BaseException:
+            self.close()
+            raise
+        return changed
 
     def ping(self) -> None:
         self._execute("SELECT 1")

@@ -62,6 +62,7 @@ def seed(connection, rows: int, bad_share: float) -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
         cursor.execute(f"CREATE TABLE {TABLE} LIKE campaign_master_1")
         cursor.execute("DELETE FROM campaign_failures WHERE campaign_table = %s", (TABLE,))
+        cursor.execute("DELETE FROM send_generations WHERE campaign_table = %s", (TABLE,))
         bad_every = round(1 / bad_share) if bad_share > 0 else 0
         phones = [(demo_phone(n, bad_every),) for n in range(rows)]
         for start in range(0, rows, 5000):

@@ -69,7 +69,7 @@ def mysql_db(mysql_server):
     with admin_connection(mysql_server, mysql_server.database) as connection:
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS campaign_master_1, campaign_failures, delivery_attempts, "
-                           "ingest_requests")
+                           "send_generations, ingest_requests")
         load_schema(connection)
     return mysql_server
 

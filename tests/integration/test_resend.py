@@ -1,0 +1,68 @@
+"""A deliberate re-send is a new message: its idempotency key carries the
+row's send generation, kept in MySQL. Retries of one send keep their key."""
+
+import time
+
+import pytest
+
+from common.db import FAILED, PENDING, SENT
+from tests.conftest import drain, drain_queue
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_row_set_back_to_pending_is_sent_again_with_a_new_key(campaign, build, mock):
+    producer, consumer = build
+    campaign.add(2)
+    p, c = producer(full_scan_interval=0.01), consumer()
+    p.loop()
+    drain(c)
+    for _ in range(2):
+        campaign.query("UPDATE campaign_master_1 SET column3 = 1 WHERE id = 1")  # the README's way to re-send
+        time.sleep(0.02)  # past the full scan interval: the producer reads the row behind its walk
+        p.loop()
+        drain(c)
+    assert campaign.states()[1] == SENT
+    assert mock.deliveries() == {"campaign_master_1:1": 1, "campaign_master_1:1:1": 1, "campaign_master_1:1:2": 1}
+
+
+def test_retries_of_one_send_keep_its_key(campaign, build, mock):
+    producer, consumer = build
+    campaign.add(2)
+    mock.configure(fail_first=2, fail_status=503)
+    producer().loop()
+    c = consumer()
+    drain_queue(c)
+    assert campaign.states()[1] == SENT
+    assert mock.deliveries() == {"campaign_master_1:1": 1}
+    assert mock.stats()["requests"] == 3
+
+
+def test_recording_one_row_twice_raises_its_generation_once(campaign, table_for, settings_for):
+    campaign.add(2)
+    table = table_for(settings_for())
+    table.mark_sent([1])
+    table.mark_sent([1])  # a second consumer in the documented repeat window
+    assert campaign.query("SELECT row_id, generation FROM send_generations") == ((1, 1),)
+
+
+def test_resend_failed_sets_back_the_rows_asked_for_and_they_go_out_with_new_keys(campaign, build, mock,
+                                                                                   table_for, settings_for):
+    producer, consumer = build
+    ids = campaign.add(6, phone=lambda i: "not a phone" if i < 4 else f"62812{i:08d}")
+    p, c = producer(full_scan_interval=0.01), consumer()
+    p.loop()
+    drain(c)
+    failed = [i for i in ids[:4] if i % 2 == 1]
+    assert [campaign.states()[i] for i in failed] == [FAILED, FAILED]
+    campaign.query("UPDATE campaign_master_1 SET column1 = '6281234567801' WHERE id IN %s", (failed,))
+    table = table_for(settings_for())
+    assert table.resend_failed(reason="no such reason") == 0
+    assert table.resend_failed(reason="characters other than digits", partition=(1, 2)) == 2
+    assert campaign.failure_reasons() == {}
+    time.sleep(0.02)
+    p.loop()
+    drain(c)
+    assert [campaign.states()[i] for i in failed] == [SENT, SENT]
+    assert {key for key in mock.deliveries() if key.endswith(":1")} == {f"campaign_master_1:{i}:1" for i in failed}
+    assert campaign.count(PENDING) == 3  # the even rows: no even consumer ran
