@@ -5,7 +5,8 @@ MySQL says what is pending, sent and failed; Redis says what is queued, in
 flight and waiting for a retry, the send rate (per-10 s buckets the
 consumers count into), the processes' heartbeats, the senders' breakers and
 the pause switches. `--watch` redraws until the campaign is done; `--json`
-is the same data for scripts. `pause` and `resume` steer it.
+is the same data for scripts. `pause` and `resume` steer it; `resend
+--failed` sends failed rows again.
 """
 
 import json
@@ -43,20 +44,37 @@ def rate_window(sending_since_ms: int | None) -> float:
     return window
 
 
+# A due set's jobs by what they wait for, on Redis's clock (the one leases
+# and retries are set by), in one step so no job moves between the counts:
+# {due now, waiting for a retry}. A job due later is either leased (claimed:
+# its score is its lease end, and it is in the leased hash KEYS[2]) or put
+# back to wait for a retry; a leased job whose lease lapsed is due now.
+# Heartbeats cannot tell the two apart: they say how many jobs a consumer
+# held up to five seconds ago.
+DUE_COUNTS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local later = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) > now then later = later - 1 end
+end
+return {redis.call('ZCOUNT', KEYS[1], '-inf', now), later}
+"""
+
+
 def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partition: Partition,
                    processes: list[dict]) -> dict:
     queue = JobQueue(client, partition, prefix)
-    now = now_ms()
     current = int(time.time()) // RATE_BUCKET
     buckets = [f"{sent_at_prefix(prefix, partition)}{b}" for b in range(current - RATE_BUCKETS + 1, current + 1)]
     pipe = client.pipeline(transaction=False)
-    pipe.zcount(queue.due_key, "-inf", now)
-    pipe.zcount(queue.due_key, f"({now}", "+inf")
+    client.register_script(DUE_COUNTS)(keys=[queue.due_key, queue.leased_key], client=pipe)
     pipe.mget(buckets)
     pipe.exists(pause_key(prefix, partition))
     pipe.hmget(queue.stats_key, ["retried", "reclaimed"])
     pipe.get(queue.sending_since_key)
-    ready, later, sent_counts, paused, (retried, reclaimed), since = pipe.execute()
+    (ready, waiting_retry), sent_counts, paused, (retried, reclaimed), since = pipe.execute()
     in_flight = sum(int(p.get("in_flight", 0)) for p in processes
                     if p.get("role") == "consumer" and p.get("partition") == str(partition))
     return {
@@ -64,7 +82,7 @@ def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partiti
         "pending": table_counts.get(PENDING, 0),
         "queued": ready,
         "in_flight": in_flight,
-        "waiting_retry": max(later - in_flight, 0),
+        "waiting_retry": waiting_retry,
         "sent": table_counts.get(SENT, 0),
         "failed": table_counts.get(FAILED, 0),
         "sent_last_minute": sum(int(c or 0) for c in sent_counts),
@@ -224,7 +242,8 @@ def main(context, watch, every, as_json, **options):
     queued, in-flight and retrying jobs, sent, failed; the send rate over the
     last minute and an ETA; live processes, sender breakers, failure reasons.
 
-    Subcommands: `pause` and `resume` (the whole campaign, or --partition K)."""
+    Subcommands: `pause` and `resume` (the whole campaign, or --partition K),
+    `resend --failed` (send failed rows again)."""
     try:
         context.obj = options
         if context.invoked_subcommand:
@@ -281,6 +300,42 @@ def pause(options, partition):
 def resume(options, partition):
     """Let consumers claim again where they left off."""
     steer(options, partition, False)
+
+
+def resend_summary(count: int, reason: str | None, partition: Partition | None) -> str:
+    """The one line `resend` prints: how many rows, which, and when they go."""
+    which = [f"reason contains {reason!r}"] if reason else []
+    which += [f"partition {partition}"] if partition else []
+    return (f"set {count:,} failed row{'' if count == 1 else 's'} back to pending"
+            + (f" ({', '.join(which)})" if which else "")
+            + ("; producers queue them within FULL_SCAN_INTERVAL" if count else ""))
+
+
+@main.command()
+@click.option("--failed", is_flag=True, help="Required: failed rows are the ones this sets back to pending.")
+@click.option("--reason", metavar="TEXT", default=None, help="Only rows whose failure reason contains TEXT.")
+@PARTITION
+@click.pass_obj
+def resend(options, failed, reason, partition):
+    """Send failed rows again: set them back to pending and forget why they
+    failed. Each goes out with a new idempotency key (the row's send
+    generation), so the endpoint does not drop it as a repeat; producers
+    queue them on their next full read (within FULL_SCAN_INTERVAL)."""
+    if not failed:
+        raise click.UsageError("say which rows to send again: --failed (optionally with --reason TEXT "
+                               "and --partition K); sent rows are never re-sent by this command")
+    try:
+        target = Partition(partition, options["of"]) if partition is not None else None
+        table = CampaignTable(parse_database_url(options["database_url"]), options["table"],
+                              options["phone_column"], options["status_column"])
+        try:
+            count = table.resend_failed(reason, (target.index, target.of) if target else None)
+        finally:
+            table.close()
+    except CampaignError as exc:
+        click.echo(f"status: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(resend_summary(count, reason, target))
 
 
 if __name__ == "__main__":
