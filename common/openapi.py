@@ -31,6 +31,8 @@ QUEUED = {"type": "object", "required": ["status", "ids"], "additionalProperties
 STEERED = {"type": "object", "required": ["paused", "partition"], "additionalProperties": False, "properties": {
     "paused": {"type": "boolean"},
     "partition": {"type": ["string", "null"], "description": "\"K/N\", or null for the whole campaign."}}}
+RESENT = {"type": "object", "required": ["resent"], "additionalProperties": False, "properties": {
+    "resent": {"type": "integer", "minimum": 0, "description": "Failed rows set back to pending."}}}
 CHECK = {"enum": ["ok", "unreachable"]}
 HEALTH = {"type": "object", "required": ["status", "mysql", "redis"], "additionalProperties": False,
           "properties": {"status": {"enum": ["ok", "degraded"]}, "mysql": CHECK, "redis": CHECK}}
@@ -96,15 +98,32 @@ def steer(action: str, of: int) -> dict:
                              "400", "401", "403", "413", "415", "503")}}
 
 
+def resend(of: int) -> dict:
+    body = {"type": "object", "additionalProperties": False, "properties": {
+        "reason": {"type": ["string", "null"],
+                   "description": "Only rows whose failure reason contains this text; without it (or null, "
+                                  "or empty) any reason."},
+        "partition": {"type": ["integer", "null"], "minimum": 0, "maximum": of - 1,
+                      "description": "Only this partition's rows (id % N = K); without it (or null) all."}}}
+    return {"post": {
+        "summary": "Send failed rows again: set them back to pending and forget why they failed. Each goes out "
+                   "with a new idempotency key; producers queue them within FULL_SCAN_INTERVAL.",
+        "requestBody": {"required": False, **json_body(body)},
+        "responses": answers({"200": {"description": "how many rows were set back",
+                                      **json_body({"$ref": "#/components/schemas/Resent"})}},
+                             "400", "401", "403", "413", "415", "503")}}
+
+
 def document(of: int) -> dict:
     """The document for a service steering `of` partitions."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "WhatsApp campaign", "version": "1",
-                 "description": "Progress of the campaign, pause/resume, and adding messages to it."},
+                 "description": "Progress of the campaign, pause/resume, re-sending failed rows, and adding "
+                                "messages to it."},
         "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
                        "schemas": {"Message": MESSAGE, "Error": ERROR, "Queued": QUEUED, "Steered": STEERED,
-                                   "Health": HEALTH, "Status": STATUS},
+                                   "Resent": RESENT, "Health": HEALTH, "Status": STATUS},
                        "responses": RESPONSES},
         "security": [{"basic": []}],
         "paths": {
@@ -143,6 +162,7 @@ def document(of: int) -> dict:
                     "401", "403", "413", "415", "503")}},
             "/api/pause": steer("pause", of),
             "/api/resume": steer("resume", of),
+            "/api/resend": resend(of),
             "/openapi.json": {"get": {"summary": "This document.", "responses": answers(
                 {"200": {"description": "OpenAPI 3.1", **json_body({"type": "object"})}}, "401", "403")}},
         },

@@ -1,6 +1,7 @@
 """`python -m common.web`: one small web service over the campaign: a
-dashboard page, the status as JSON, pause and resume, an ingest API that
-adds pending rows, an OpenAPI document and a health check.
+dashboard page, the status as JSON, pause and resume, re-sending failed
+rows, an ingest API that adds pending rows, an OpenAPI document and a
+health check.
 
 HTTP Basic auth guards everything but /health when WEB_USERNAME and
 WEB_PASSWORD are set; without them it only listens on a loopback address.
@@ -33,7 +34,7 @@ from common.jobs import connect
 from common.openapi import document
 from common.pause import set_paused
 from common.phones import check_region
-from common.status import snapshot
+from common.status import resend_summary, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class SharedSnapshot:
     each start a count: the snapshot is recounted at most every `min_age`
     seconds, or every `cost_factor` times as long as the last count took,
     which keeps the counting to a tenth of one MySQL core however big the
-    table. Pausing, resuming and ingesting clear it, so their effect shows."""
+    table. Pausing, resuming, re-sending and ingesting clear it, so their
+    effect shows."""
 
     def __init__(self, compute, min_age: float = 2.0, cost_factor: float = 10.0):
         self.compute = compute
@@ -167,12 +169,8 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
         return jsonify(status="queued", ids=ids), 202
 
     def steer(paused: bool):
-        raw = request.get_data()
-        body = parse_body(raw) if raw else {}  # no body: the whole campaign
-        index = body.get("partition") if isinstance(body, dict) and set(body) <= {"partition"} else "invalid"
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < web.of):
-            raise BadMessage(f"send {{}} or {{\"partition\": K}} with K a whole number from 0 to {web.of - 1}")
-        partition = Partition(index, web.of) if index is not None else None
+        usage = f"send {{}} or {{\"partition\": K}} with K a whole number from 0 to {web.of - 1}"
+        partition = partition_field(body_fields({"partition"}, usage), web.of, usage)
         try:
             set_paused(web.client, web.prefix, partition, paused)
         except redis.RedisError as exc:
@@ -188,11 +186,46 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
     def resume():
         return steer(False)
 
+    @app.post("/api/resend")
+    def resend():
+        """Failed rows back to pending, each to go out with a new idempotency key."""
+        usage = (f"send {{}} (every failed row), or {{\"reason\": \"text\", \"partition\": K}} (either or both) "
+                 f"with K a whole number from 0 to {web.of - 1}")
+        body = body_fields({"reason", "partition"}, usage)
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise BadMessage(usage)
+        partition = partition_field(body, web.of, usage)
+        count = web.table.resend_failed(reason, (partition.index, partition.of) if partition else None)
+        web.status.clear()
+        log.info("%s (through the API)", resend_summary(count, reason, partition))
+        return jsonify(resent=count)
+
     @app.get("/openapi.json")
     def openapi():
         return jsonify(document(web.of))
 
     return app
+
+
+def body_fields(names: set[str], usage: str) -> dict:
+    """A steering POST's body: a JSON object with no field but `names` (no
+    body at all is {}); anything else is a 400 saying `usage`."""
+    raw = request.get_data()
+    body = parse_body(raw) if raw else {}
+    if not isinstance(body, dict) or not set(body) <= names:
+        raise BadMessage(usage)
+    return body
+
+
+def partition_field(body: dict, of: int, usage: str) -> Partition | None:
+    """The body's "partition": None (or absent) for the whole campaign, else K of `of`."""
+    index = body.get("partition")
+    if index is None:
+        return None
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < of:
+        raise BadMessage(usage)
+    return Partition(index, of)
 
 
 def stop(_signum, _frame):
@@ -236,8 +269,8 @@ def credentials_for(host: str, username: str | None, password: str | None) -> tu
               show_default=True, help="Largest request body in bytes; a larger one gets 413 before it is read.")
 def main(host, port, username, password, of, template, text, default_region, max_body, template_column,
          text_column, **options):
-    """Serve /api/status, /api/pause, /api/resume, /api/messages (ingest),
-    /openapi.json and /health for the campaign."""
+    """Serve /api/status, /api/pause, /api/resume, /api/resend, /api/messages
+    (ingest), /openapi.json and /health for the campaign."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s web %(name)s: %(message)s")
     try:

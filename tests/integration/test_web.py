@@ -1,6 +1,6 @@
 """The web service as a process, over real HTTP: health, status, pause and
-resume, the ingest API, the OpenAPI document, Basic auth, and what it
-answers to bodies too big, too deep or not text."""
+resume, re-sending failed rows, the ingest API, the OpenAPI document, Basic
+auth, and what it answers to bodies too big, too deep or not text."""
 
 import re
 import shutil
@@ -12,7 +12,7 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from common.db import PENDING
+from common.db import FAILED, PENDING
 from tests.conftest import run_role, start_role
 from tests.integration.test_processes import stop
 
@@ -137,10 +137,31 @@ def test_status_pause_and_resume_over_http(web, campaign, real_redis):
     assert requests.post(f"{web}/api/pause", auth=AUTH, json={"partition": 7}, timeout=5).status_code == 400
 
 
+def test_resend_needs_credentials_and_sets_back_the_failed_rows_asked_for(web, campaign):
+    campaign.add(6)
+    campaign.query("UPDATE campaign_master_1 SET column3 = 2")
+    campaign.query("INSERT INTO campaign_failures (campaign_table, row_id, attempts, reason) SELECT"
+                   " 'campaign_master_1', id, 3, IF(id <= 4, 'read timeout', 'HTTP 400: bad template')"
+                   " FROM campaign_master_1")
+    refused = requests.post(f"{web}/api/resend", json={}, timeout=5)
+    assert refused.status_code == 401 and campaign.count(FAILED) == 6
+    for body in ({"reason": 5}, {"partition": 2}, {"partition": True}, {"reason": "timeout", "all": True}, ["x"]):
+        answer = requests.post(f"{web}/api/resend", auth=AUTH, json=body, timeout=5)
+        assert answer.status_code == 400 and "whole number" in answer.json()["error"], body
+    assert campaign.count(FAILED) == 6
+    answer = requests.post(f"{web}/api/resend", auth=AUTH, json={"reason": "timeout", "partition": 1}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"resent": 2}
+    assert [campaign.states()[i] for i in range(1, 7)] == [PENDING, FAILED, PENDING] + [FAILED] * 3
+    assert sorted(campaign.failure_reasons()) == [2, 4, 5, 6]
+    assert requests.post(f"{web}/api/resend", auth=AUTH, json={}, timeout=5).json() == {"resent": 4}
+    assert requests.get(f"{web}/api/status", auth=AUTH, timeout=5).json()["total"]["failed"] == 0
+
+
 def test_the_openapi_document_lists_every_route(web):
     doc = requests.get(f"{web}/openapi.json", auth=AUTH, timeout=5).json()
     assert doc["openapi"].startswith("3.") and set(doc["paths"]) == {
-        "/", "/health", "/api/status", "/api/messages", "/api/pause", "/api/resume", "/openapi.json"}
+        "/", "/health", "/api/status", "/api/messages", "/api/pause", "/api/resume", "/api/resend",
+        "/openapi.json"}
 
 
 def test_it_refuses_a_public_address_without_credentials(role_env):
@@ -188,6 +209,18 @@ def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pa
         page.click('button.resume:not([data-partition])')
         page.wait_for_function("document.getElementById('state').textContent === 'sending'")
         assert not real_redis.exists("paused") and real_redis.exists("paused:2:1")
+
+        questions = []
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+        page.click("#resend")
+        assert questions == [f"Send all {failed} failed rows again, each as a new message?"]
+        assert campaign.count(2) == failed  # declined: nothing changed
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#resend")
+        page.wait_for_function("document.getElementById('resent').textContent !== ''")
+        assert page.inner_text("#resent").startswith(f"{failed} failed rows set back to pending")
+        assert campaign.count(2) == 0
+        page.wait_for_selector("#resend:disabled")  # the refreshed view has no failed row left
         browser.close()
 
 

@@ -1,5 +1,5 @@
-"""The status snapshot the web service shares among its clients, and the
-routes that need no MySQL, through Flask's test client."""
+"""The status snapshot the web service shares among its clients, and what
+routes answer without reaching MySQL, through Flask's test client."""
 
 import threading
 import time
@@ -72,3 +72,9 @@ def test_a_pause_body_that_is_not_an_object_with_a_partition_pauses_nothing(fake
 def test_a_pause_without_a_body_pauses_the_whole_campaign(fake_redis):
     answer = steering_app(fake_redis).post("/api/pause", content_type="application/json")
     assert answer.json == {"paused": True, "partition": None} and fake_redis.exists("paused")
+
+
+@pytest.mark.parametrize("body", [{"reason": 5}, {"reason": "timeout", "partition": 2}, {"failed": True}, ["x"]])
+def test_a_resend_body_outside_the_document_is_a_400_before_the_table_is_read(fake_redis, body):
+    answer = steering_app(fake_redis).post("/api/resend", json=body)  # the app has no table: reading it would fail
+    assert answer.status_code == 400 and "reason" in answer.json["error"]
