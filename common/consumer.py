@@ -22,7 +22,7 @@ from common import metrics
 from common.config import Settings
 from common.db import Attempt, CampaignTable, Failure, Row, RowRejected, idempotency_key
 from common.errors import ServiceUnavailable
-from common.jobs import Claim, Job, JobQueue, now_ms
+from common.jobs import Claim, Job, JobQueue
 from common.leases import LeaseKeeper
 from common.pause import PauseSwitch
 from common.phones import InvalidPhone, mask_phone, normalise_phone
@@ -60,7 +60,7 @@ class Outcomes:
 
     sent: list[Job] = dataclasses.field(default_factory=list)
     failed: list[Failure] = dataclasses.field(default_factory=list)
-    # (row id, due time in ms, new payload or None to keep it)
+    # (row id, ms until it is due, new payload or None to keep it)
     moves: list[tuple[int, int, Job | None]] = dataclasses.field(default_factory=list)
     history: list[Attempt] = dataclasses.field(default_factory=list)
 
@@ -153,8 +153,8 @@ class Consumer:
     def claim_and_start(self) -> int:
         """Claim due jobs, drop stale ones, start the rest. Returns how many were claimed."""
         free = self.capacity - len(self.in_flight)
-        claims, foreign, reclaimed = self.queue.claim(min(free, self.settings.batch_size),
-                                                      self.settings.lease_seconds)
+        claims, foreign, reclaimed, lease = self.queue.claim(min(free, self.settings.batch_size),
+                                                             self.settings.lease_seconds)
         if foreign:
             log.warning("removed %d queue entries that are not row ids: %s", len(foreign), foreign[:5])
         if reclaimed:
@@ -166,7 +166,7 @@ class Consumer:
             pending = self.table.pending_among([c.row_id for c in claims])
         except ServiceUnavailable:
             self.mysql_lost()
-            self.queue.reschedule([(c.row_id, c.lease_until_ms, now_ms(), None) for c in claims])
+            self.queue.reschedule([(c.row_id, c.lease_until_ms, 0, None) for c in claims])
             raise
         stale = [c.row_id for c in claims if c.row_id not in pending]
         if stale:
@@ -179,7 +179,7 @@ class Consumer:
                 # queued again: the send in flight records it; this claim lapses.
                 continue
             if claim.row_id in pending:
-                self.leases.hold(claim.row_id, claim.lease_until_ms)
+                self.leases.hold(claim.row_id, lease)
                 row = pending[claim.row_id]
                 self.start(with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row),
                            row.generation)
@@ -265,21 +265,21 @@ class Consumer:
         for job, result in self.ended:
             attempt = job.attempts + 1
             if result is None:
-                out.moves.append((job.row_id, now_ms(), None))
+                out.moves.append((job.row_id, 0, None))
                 continue
             if result.detail != ACCEPTED_EARLIER:
                 out.history.append(self.history_line(job, attempt, result))
                 self.count_send(result)
             if result.outcome is Outcome.SENDER_DOWN:
                 # Its breaker is open now; the row goes to another sender or waits.
-                out.moves.append((job.row_id, now_ms(), None))
+                out.moves.append((job.row_id, 0, None))
             elif result.outcome is Outcome.SENT:
                 out.sent.append(job)
             elif result.outcome is Outcome.FAILED or attempt >= self.settings.max_attempts:
                 out.failed.append(Failure(job.row_id, attempt, result.detail or "failed", result.status))
             else:
                 delay = retry_delay(attempt, self.settings.retry_delay, result.retry_after)
-                out.moves.append((job.row_id, now_ms() + int(delay * 1000), dataclasses.replace(job, attempts=attempt)))
+                out.moves.append((job.row_id, int(delay * 1000), dataclasses.replace(job, attempts=attempt)))
         return out
 
     def count_send(self, result: SendResult) -> None:
@@ -319,7 +319,7 @@ class Consumer:
             # Moves are conditional on the lease Redis has; the lock keeps the
             # lease keeper from renewing it between reading and moving.
             held = self.leases.held
-            moves = [(row_id, held[row_id], due, job) for row_id, due, job in out.moves if row_id in held]
+            moves = [(row_id, held[row_id], delay, job) for row_id, delay, job in out.moves if row_id in held]
             self.queue.finish([job.row_id for job in out.sent], "sent")
             self.queue.finish([f.row_id for f in out.failed], "failed")
             self.queue.reschedule(moves)

@@ -14,7 +14,8 @@ Keys (with the optional KEY_PREFIX in front):
                   younger than a minute is taken over its own age
 
 Claiming a job moves its score to now + lease, so a job whose consumer died
-becomes due again by itself. Consumers only read their partition's sorted set,
+becomes due again by itself. "Now" is always Redis's clock (TIME inside the
+scripts), so hosts whose clocks disagree still agree on who holds a lease. Consumers only read their partition's sorted set,
 never scan keys, so other data in the same Redis costs nothing.
 """
 
@@ -30,39 +31,46 @@ from common.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
+# Redis's clock in ms, for every script that reads or sets a due time or lease.
+NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
 # SET NX keeps the first payload (and its attempt count); ZADD NX adds the job
 # to the due set without moving a job that is leased or waiting for a retry,
 # and re-adds one whose due entry was lost. Returns {newly queued, queue depth}.
-ENQUEUE = """
+ENQUEUE = NOW + """
 local queued = 0
-for i = 3, #ARGV, 2 do
-  if redis.call('SET', ARGV[2] .. ARGV[i], ARGV[i + 1], 'NX') then
+for i = 2, #ARGV, 2 do
+  if redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 1], 'NX') then
     queued = queued + 1
   end
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[i])
+  redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
 end
 return {queued, redis.call('ZCARD', KEYS[1])}
 """
 
-# Take up to ARGV[3] due jobs and lease them until ARGV[2]. A due entry whose
+# Take up to ARGV[2] due jobs and lease them for ARGV[1] ms. A due entry whose
 # job key is gone was finished elsewhere and is dropped. A job key holding
 # something other than a string comes back as '' (malformed) instead of
 # aborting the script. A job still marked leased (KEYS[2]) was claimed before
 # and neither finished nor put back: its consumer died or stalled, and this
 # claim is a reclaim, counted in the stats hash (KEYS[3]). Returns
-# {reclaims, id, payload, id, payload, ...}.
-CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {0}
+# {reclaims, Redis's now, lease end, id, payload, id, payload, ...}.
+CLAIM = NOW + """
+local lease_until = now + tonumber(ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {0, now, lease_until}
 for _, id in ipairs(ids) do
-  local payload = redis.pcall('GET', ARGV[4] .. id)
+  local payload = redis.pcall('GET', ARGV[3] .. id)
   if payload == false then
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
   else
     if type(payload) == 'table' then payload = '' end
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
-    if redis.call('HSET', KEYS[2], id, ARGV[2]) == 0 then out[1] = out[1] + 1 end
+    redis.call('ZADD', KEYS[1], 'XX', lease_until, id)
+    if redis.call('HSET', KEYS[2], id, lease_until) == 0 then out[1] = out[1] + 1 end
     out[#out + 1] = id
     out[#out + 1] = payload
   end
@@ -71,17 +79,17 @@ if out[1] > 0 then redis.call('HINCRBY', KEYS[3], 'reclaimed', out[1]) end
 return out
 """
 
-# Reschedule jobs (ARGV[1] is the job key prefix, then id, lease, due,
-# payload for each job) only while this consumer still
+# Reschedule jobs (ARGV[1] is the job key prefix, then id, lease, delay in
+# ms, payload for each job) only while this consumer still
 # holds the lease it was given: if the lease ran out and another consumer
 # claimed the job, its new lease must not be cut short. An empty payload
 # leaves the job's payload as it is.
-RESCHEDULE = """
+RESCHEDULE = NOW + """
 local moved = 0
 for i = 2, #ARGV, 4 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 2], ARGV[i])
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[i + 2]), ARGV[i])
     redis.call('HDEL', KEYS[2], ARGV[i])
     if ARGV[i + 3] ~= '' then
       redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 3], 'XX')
@@ -93,14 +101,15 @@ return moved
 """
 
 
-# Extend leases (ARGV[1] = new lease end, then id, current lease end pairs)
-# that are still ours; returns the ids extended.
-EXTEND = """
-local extended = {}
+# Extend leases (ARGV[1] = lease length in ms, then id, current lease end
+# pairs) that are still ours. Returns {Redis's now, new lease end, ids extended...}.
+EXTEND = NOW + """
+local lease_until = now + tonumber(ARGV[1])
+local extended = {now, lease_until}
 for i = 2, #ARGV, 2 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
+    redis.call('ZADD', KEYS[1], 'XX', lease_until, ARGV[i])
     extended[#extended + 1] = ARGV[i]
   end
 end
@@ -150,6 +159,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """A lease end on Redis's clock, and how far ahead of ours that clock was
+    when Redis said so: what a consumer needs to know how long it has left."""
+
+    until_ms: int
+    clock_offset_ms: int
+
+
+@dataclass(frozen=True)
 class Claim:
     """A job this consumer may send until `lease_until_ms`; `job` is None when
     the stored payload was malformed."""
@@ -174,15 +192,25 @@ def decode_job(row_id: int, raw: str) -> Job | None:
     return Job(row_id, phone, min(max(attempts, 0), MAX_ATTEMPTS_KEPT), sent, params)
 
 
+def redis_failure(what: str, exc: redis.RedisError) -> Exception:
+    """A Redis error as what it means for a role: refused credentials are a
+    configuration error; anything else (unreachable, timeouts, and server
+    refusals such as OOM at maxmemory, READONLY after a failover, MISCONF,
+    BUSY, LOADING) means "Redis is unavailable": wait and try again."""
+    if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
+        return ConfigError(f"Redis refused the credentials in REDIS_URL: {exc}")
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(exc, redis.BusyLoadingError):
+        return ServiceUnavailable(f"Redis is unreachable ({what}): {exc}")
+    return ServiceUnavailable(f"Redis is unavailable ({what}): {exc}")
+
+
 def connect(url: str) -> redis.Redis:
     """A client for REDIS_URL; fails with one line if Redis does not answer."""
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
     try:
         client.ping()
-    except redis.AuthenticationError as exc:
-        raise ConfigError(f"Redis refused the credentials in REDIS_URL: {exc}") from None
     except redis.RedisError as exc:
-        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
+        raise redis_failure("connect", exc) from None
     return client
 
 
@@ -208,8 +236,8 @@ class JobQueue:
     def _call(self, what: str, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"Redis is unreachable ({what}): {exc}") from None
+        except redis.RedisError as exc:
+            raise redis_failure(what, exc) from None
 
     def job_key(self, row_id: int) -> str:
         return f"{self.job_prefix}{row_id}"
@@ -218,7 +246,7 @@ class JobQueue:
         """Queue jobs not queued yet; returns (how many were new, queue depth)."""
         if not jobs:
             return 0, self.depth()
-        args = [now_ms(), self.job_prefix]
+        args = [self.job_prefix]
         for job in jobs:
             args += [job.row_id, job.encode()]
         queued, depth = self._call("enqueue", self._enqueue, keys=[self.due_key], args=args)
@@ -235,15 +263,15 @@ class JobQueue:
         """Jobs in the partition's queue: waiting, leased or backing off."""
         return self._call("depth", self.redis.zcard, self.due_key)
 
-    def claim(self, limit: int, lease_seconds: float) -> tuple[list[Claim], list[str], int]:
+    def claim(self, limit: int, lease_seconds: float) -> tuple[list[Claim], list[str], int, Lease]:
         """Lease up to `limit` due jobs. Also returns due entries that are not
-        row ids, and how many of the claims took over a lapsed lease."""
-        now = now_ms()
-        lease_until = now + int(lease_seconds * 1000)
-        reclaimed, *flat = self._call(
+        row ids, how many of the claims took over a lapsed lease, and the lease."""
+        asked_at = now_ms()
+        reclaimed, redis_now, lease_until, *flat = self._call(
             "claim", self._claim, keys=[self.due_key, self.leased_key, self.stats_key],
-            args=[now, lease_until, limit, self.job_prefix]
+            args=[int(lease_seconds * 1000), limit, self.job_prefix]
         )
+        lease = Lease(lease_until, redis_now - asked_at)
         claims, foreign = [], []
         for member, raw in zip(flat[::2], flat[1::2]):
             if not member.isdigit():
@@ -256,7 +284,7 @@ class JobQueue:
             pipe.zrem(self.due_key, *foreign)
             pipe.hdel(self.leased_key, *foreign)
             self._call("drop foreign entries", pipe.execute)
-        return claims, foreign, reclaimed
+        return claims, foreign, reclaimed, lease
 
     def finish(self, row_ids: list[int], counter: str) -> None:
         """Remove finished jobs (after MySQL has recorded the outcome) and count them."""
@@ -279,25 +307,26 @@ class JobQueue:
         self._call("finish", pipe.execute)
 
     def reschedule(self, moves: list[tuple[int, int, int, Job | None]]) -> int:
-        """Move claimed jobs (row id, lease end, new due time in ms, new payload
-        or None) if their lease is still ours. Returns how many moved."""
+        """Move claimed jobs (row id, lease end, ms from now until it is due,
+        new payload or None) if their lease is still ours. Returns how many moved."""
         if not moves:
             return 0
         args = [self.job_prefix]
-        for row_id, lease_ms, due_ms, job in moves:
-            args += [row_id, lease_ms, due_ms, job.encode() if job else ""]
+        for row_id, lease_ms, delay_ms, job in moves:
+            args += [row_id, lease_ms, max(int(delay_ms), 0), job.encode() if job else ""]
         return self._call(
             "reschedule", self._reschedule, keys=[self.due_key, self.leased_key], args=args
         )
 
-    def extend(self, leases: dict[int, int], until_ms: int) -> set[int]:
-        """Extend leases {row id: current lease end} that are still ours to `until_ms`."""
-        if not leases:
-            return set()
-        args = [until_ms]
+    def extend(self, leases: dict[int, int], lease_seconds: float) -> tuple[set[int], Lease]:
+        """Extend leases {row id: current lease end} that are still ours by
+        `lease_seconds` from now; returns the rows extended and their new lease."""
+        asked_at = now_ms()
+        args = [int(lease_seconds * 1000)]
         for row_id, lease_ms in leases.items():
             args += [row_id, lease_ms]
-        return {int(i) for i in self._call("extend", self._extend, keys=[self.due_key], args=args)}
+        redis_now, until, *ids = self._call("extend", self._extend, keys=[self.due_key], args=args)
+        return {int(i) for i in ids}, Lease(until, redis_now - asked_at)
 
     def remember_sent(self, jobs: list[Job]) -> None:
         """Mark queued jobs as accepted by the endpoint, for when MySQL cannot be told."""

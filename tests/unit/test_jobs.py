@@ -2,7 +2,11 @@
 
 import time
 
+import pytest
+import redis
+
 from common.config import Partition
+from common.errors import ConfigError, ServiceUnavailable
 from common.jobs import Job, JobQueue, decode_job
 
 
@@ -47,10 +51,10 @@ def test_a_claimed_job_is_not_claimed_again_until_its_lease_ends(fake_redis):
 def test_a_claim_of_a_lapsed_lease_is_counted_as_a_reclaim(fake_redis):
     q = queue(fake_redis)
     q.enqueue([Job(1, "628100000001"), Job(3, "628100000003")])
-    _, _, reclaimed = q.claim(10, lease_seconds=0.05)
+    _, _, reclaimed, _ = q.claim(10, lease_seconds=0.05)
     assert reclaimed == 0
     time.sleep(0.1)
-    again, _, reclaimed = q.claim(10, lease_seconds=5)
+    again, _, reclaimed, _ = q.claim(10, lease_seconds=5)
     assert sorted(c.row_id for c in again) == [1, 3] and reclaimed == 2
     assert q.stats()["reclaimed"] == 2
 
@@ -63,7 +67,7 @@ def test_a_job_finished_or_put_back_is_not_reclaimed_later(fake_redis):
     q.finish([1], "sent")
     assert q.reschedule([(3, lease[3], 0, None)]) == 1
     q.enqueue([Job(1, "628100000001")])  # a producer's read from before the send
-    _, _, reclaimed = q.claim(10, lease_seconds=5)
+    _, _, reclaimed, _ = q.claim(10, lease_seconds=5)
     assert reclaimed == 0 and "reclaimed" not in q.stats()
     assert fake_redis.hlen(q.leased_key) == 2  # both claimed again, by this claim
 
@@ -117,7 +121,7 @@ def test_due_entries_that_are_not_row_ids_are_removed(fake_redis):
     q = queue(fake_redis)
     fake_redis.set("job:abc", "{}")
     fake_redis.zadd(q.due_key, {"abc": 0})
-    claims, foreign, _ = q.claim(10, lease_seconds=5)
+    claims, foreign, *_ = q.claim(10, lease_seconds=5)
     assert claims == [] and foreign == ["abc"]
     assert q.depth() == 0
 
@@ -148,9 +152,24 @@ def test_extend_only_renews_leases_that_are_still_ours(fake_redis):
     claims, *_ = q.claim(10, lease_seconds=5)
     leases = {c.row_id: c.lease_until_ms for c in claims}
     fake_redis.zadd(q.due_key, {"3": 42})  # row 3's lease lapsed and was claimed elsewhere
-    assert q.extend(leases, until_ms=leases[1] + 10_000) == {1}
-    assert fake_redis.zscore(q.due_key, "1") == leases[1] + 10_000
+    extended, lease = q.extend(leases, lease_seconds=15)
+    assert extended == {1}
+    assert fake_redis.zscore(q.due_key, "1") == lease.until_ms >= leases[1] + 10_000
     assert fake_redis.zscore(q.due_key, "3") == 42
+
+
+def test_leases_and_due_times_are_on_redis_clock_whatever_the_host_clock_says(fake_redis, monkeypatch):
+    q = queue(fake_redis)
+    monkeypatch.setattr("common.jobs.now_ms", lambda: 0)  # a host clock far behind Redis's
+    q.enqueue([Job(1, "628100000001")])
+    redis_now = int(fake_redis.time()[0]) * 1000
+    assert abs(fake_redis.zscore(q.due_key, "1") - redis_now) < 2000
+    claims, _, _, lease = q.claim(10, lease_seconds=60)
+    assert [c.row_id for c in claims] == [1]
+    assert abs(lease.until_ms - (redis_now + 60_000)) < 2000
+    assert abs(lease.clock_offset_ms - redis_now) < 2000  # what a lease keeper adds to its own clock
+    assert q.reschedule([(1, lease.until_ms, 5000, None)]) == 1
+    assert abs(fake_redis.zscore(q.due_key, "1") - (redis_now + 5000)) < 2000
 
 
 def test_remember_sent_marks_the_job_and_survives_a_decode(fake_redis):
@@ -170,3 +189,26 @@ def test_a_jobs_message_variables_survive_the_round_trip():
     job = Job(3, "628100000003", 2, params={"column2": "Ana"})
     assert decode_job(3, job.encode()) == job
     assert decode_job(3, '{"phone": "628100000003", "params": {"column2": 5}}') is None  # not ours
+
+
+@pytest.mark.parametrize("refusal", [
+    redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+    redis.ReadOnlyError("You can't write against a read only replica."),
+    redis.ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist"),
+    redis.ResponseError("BUSY Redis is busy running a script."),
+    redis.BusyLoadingError("Redis is loading the dataset in memory"),
+    redis.ConnectionError("Connection refused"),
+    redis.TimeoutError("Timeout reading from socket"),
+])
+def test_every_redis_refusal_but_credentials_means_wait_and_retry(fake_redis, refusal):
+    def refuse():
+        raise refusal
+    with pytest.raises(ServiceUnavailable, match="Redis is (unavailable|unreachable)"):
+        queue(fake_redis)._call("claim", refuse)
+
+
+def test_refused_credentials_are_a_configuration_error(fake_redis):
+    def refuse():
+        raise redis.AuthenticationError("WRONGPASS invalid username-password pair")
+    with pytest.raises(ConfigError, match="refused the credentials"):
+        queue(fake_redis)._call("claim", refuse)
