@@ -116,7 +116,9 @@ CONSUMER_OPTIONS = [
     click.option("--lease-seconds", envvar="LEASE_SECONDS", type=float, default=60.0, show_envvar=True,
                  show_default=True, help="How long a claimed job is ours before another consumer may take it."),
     click.option("--timeout", "request_timeout", envvar="WHATSAPP_TIMEOUT", type=float, default=3.0,
-                 show_envvar=True, show_default=True, help="Seconds to wait for the endpoint per request."),
+                 show_envvar=True, show_default=True,
+                 help="Seconds a request may take in all: connect, send and the whole answer (a trickling "
+                      "answer is cut off). A graceful stop waits at most this long for sends in flight."),
     click.option("--http-engine", envvar="HTTP_ENGINE", type=click.Choice(sorted(ENGINES)),
                  default="requests", show_envvar=True, show_default=True,
                  help="HTTP client. requests honours HTTPS_PROXY; urllib3 and aiohttp ignore proxies and "

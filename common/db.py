@@ -106,9 +106,14 @@ class Attempt:
 
 
 # A value the campaign table will not take: too long, wrong type, a column
-# that needs a value. The row is refused; the server is fine.
+# that needs a value, a generated column, a CHECK constraint, text in a
+# character set the column cannot hold (MariaDB's and MySQL's numbers). The
+# row is refused; the server is fine.
 DUPLICATE_KEY = 1062
-ROW_REJECTED = (1048, 1364, 1366, 1406, 1264, 1292, 1452, DUPLICATE_KEY)
+ROW_REJECTED = (1048, 1267, 1364, 1366, 1406, 1264, 1292, 1452, 1906, 3105, 3819, 4025, DUPLICATE_KEY)
+# Refuse such values instead of cutting them short or turning them into '?',
+# whatever the server's default sql_mode.
+STRICT = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_TRANS_TABLES')"
 
 
 class RowRejected(ConfigError):
@@ -166,6 +171,7 @@ class CampaignTable:
                     database=self.target.database,
                     unix_socket=self.target.unix_socket,
                     autocommit=True,
+                    init_command=STRICT,
                     connect_timeout=5,
                     read_timeout=30,
                     write_timeout=30,

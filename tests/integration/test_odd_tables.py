@@ -3,7 +3,7 @@ tables made by older versions. Every row is sent or fails with a reason."""
 
 import pytest
 
-from common.db import FAILED, PENDING, SENT
+from common.db import FAILED, PENDING, SENT, Failure
 from tests.conftest import drain
 
 pytestmark = pytest.mark.integration
@@ -90,3 +90,12 @@ def test_history_tables_made_with_int_row_ids_are_widened_at_start(campaign, bui
     assert all("bigint" in kind and "unsigned" in kind for kind in types.values()), types
     assert campaign.states() == {BIG: SENT, BIG + 2: FAILED}
     assert campaign.count(PENDING) == 0
+
+
+def test_a_failure_reason_with_a_lone_surrogate_is_stored(campaign, table_for, settings_for):
+    campaign.add(2)
+    table = table_for(settings_for())
+    table.mark_failed([Failure(1, 1, "HTTP 400: bad \ud800 text " + "x" * 400, 400)])
+    reason = campaign.failure_reasons()[1]
+    assert reason.startswith("HTTP 400: bad ? text") and len(reason) == 255
+
