@@ -179,6 +179,13 @@ class MockWhatsApp:
         with self._lock:
             return dict(self._recipients)
 
+    def trickled(self):
+        """Idempotency key -> number of its 2xx answers whose body was trickled:
+        a client with a deadline shorter than the trickle never read them, so
+        the mock took a message whose answer never arrived."""
+        with self._lock:
+            return dict(self._trickled)
+
     def bodies(self):
         """Idempotency key -> the JSON body of the last send accepted for it (the first MAX_BODIES keys)."""
         with self._lock:
@@ -197,6 +204,7 @@ class MockWhatsApp:
         self._attempts = {}
         self._deliveries = {}
         self._recipients = {}
+        self._trickled = {}
         self._bodies = {}
         self._delivery_times = []
         self._duplicate_keys = []
@@ -211,16 +219,17 @@ class MockWhatsApp:
             self._in_flight -= 1
 
     def _answer_send(self, headers, body, dialect=Cloud):
-        """Decide and record the answer to one send: (status, payload, headers), or None to hang up."""
+        """Decide and record the answer to one send: (status, payload, headers,
+        trickle seconds), RESET, or None to hang up."""
         behaviour = self.behaviour
         if behaviour.latency_ms:
             self._stopping.wait(behaviour.latency_ms / 1000)
         if not dialect.authorized(behaviour.token, headers):
-            return self._record(*dialect.auth_error)
+            return self._record(behaviour, *dialect.auth_error)
         try:
             to = dialect.recipient(parse_body(body))
         except ValueError as exc:
-            return self._record(400, dialect.bad_request(str(exc)))
+            return self._record(behaviour, 400, dialect.bad_request(str(exc)))
         key = headers.get("Idempotency-Key") or f"to:{to}"
         with self._lock:
             attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
@@ -237,15 +246,18 @@ class MockWhatsApp:
             error = dialect.failure(status)
             if behaviour.plain_body:
                 error = f"<html><body><h1>{status}</h1></body></html>"
-            return self._record(status, error, extra)
+            return self._record(behaviour, status, error, extra)
         status, success = dialect.success(to)
         if behaviour.success_body is not None:
             success = behaviour.success_body
         elif behaviour.plain_body:
             success = "OK"
-        return self._record(status, success, delivery=(key, to, body))
+        return self._record(behaviour, status, success, delivery=(key, to, body))
 
-    def _record(self, status, payload, headers=None, delivery=None):
+    def _record(self, behaviour, status, payload, headers=None, delivery=None):
+        # The trickle is decided here, with the delivery, so the record of
+        # trickled answers matches the answers that were trickled.
+        trickle = behaviour.trickle_seconds
         with self._lock:
             self._by_status[status] = self._by_status.get(status, 0) + 1
             if delivery:
@@ -258,7 +270,9 @@ class MockWhatsApp:
                 self._recipients[to] = self._recipients.get(to, 0) + 1
                 if count == 2 and len(self._duplicate_keys) < MAX_DUPLICATE_KEYS:
                     self._duplicate_keys.append(key)
-        return status, payload, headers or {}
+                if trickle:
+                    self._trickled[key] = self._trickled.get(key, 0) + 1
+        return status, payload, headers or {}, trickle
 
 
 class _Server(ThreadingHTTPServer):
@@ -310,6 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         CONTROL_PREFIX + "stats": MockWhatsApp.stats,
         CONTROL_PREFIX + "deliveries": MockWhatsApp.deliveries,
         CONTROL_PREFIX + "recipients": MockWhatsApp.recipients,
+        CONTROL_PREFIX + "trickled": MockWhatsApp.trickled,
         CONTROL_PREFIX + "config": MockWhatsApp.config,
     }
 
@@ -369,7 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, _error(f"no mock endpoint {path}", "MockError"))
 
-    def _reply(self, status, payload, headers=None):
+    def _reply(self, status, payload, headers=None, trickle=0.0):
         if isinstance(payload, str):
             body, content_type = payload.encode(), "text/html"
         else:
@@ -382,8 +397,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        sending = self.command == "POST" and not self.path.startswith(CONTROL_PREFIX)
-        trickle = self.server.mock.behaviour.trickle_seconds if sending else 0
         if not trickle:
             self.wfile.write(body)
             return
@@ -450,7 +463,7 @@ def main(host, port, verbose, token, **behaviour):
     \b
     Any POST outside /_mock/ is a send, identified by its Idempotency-Key
     header, or by "to:<to>" without one. Control endpoints:
-      GET  /_mock/stats, /_mock/deliveries, /_mock/recipients, /_mock/config
+      GET  /_mock/stats, /_mock/deliveries, /_mock/recipients, /_mock/trickled, /_mock/config
       POST /_mock/config (JSON of settings in snake_case), /_mock/reset
       GET  /health
     """

@@ -259,3 +259,16 @@ def test_plain_body_answers_without_json(mock):
     response = send(mock)
     assert response.status_code == 200 and response.text == "OK"
     assert mock.stats()["delivered"] == 1
+
+
+def test_trickled_deliveries_are_recorded_by_key(mock):
+    send(mock, key="row-1")
+    mock.configure(trickle_seconds=0.2)
+    trickled = send(mock, key="row-2")
+    mock.configure(fail_rate=1.0)
+    failed = send(mock, key="row-3")
+
+    listed = requests.get(f"{mock.url}/_mock/trickled", timeout=5).json()
+    assert (trickled.status_code, failed.status_code) == (200, 500)
+    assert trickled.json()["messages"][0]["id"].startswith("wamid.")
+    assert listed == mock.trickled() == {"row-2": 1}
