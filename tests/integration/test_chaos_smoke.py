@@ -1,5 +1,7 @@
-"""A short chaos run (scripts/chaos.py): kills, an empty Redis restart and a
-MySQL restart lose no row, and every repeat has a kill to explain it."""
+"""A short chaos run (scripts/chaos.py): kills, Redis refusing writes, an
+empty Redis restart, Redis answering BUSY, odd answers, a MySQL restart and
+answers trickled past the deadline lose no row, and every repeat has a
+window to explain it."""
 
 import re
 import subprocess
@@ -13,7 +15,9 @@ pytestmark = pytest.mark.integration
 
 SERVERS = ("redis-server", "mariadbd", "mariadb-install-db")
 MISSING = [name for name in SERVERS if not find_server(name)]
-SHORT_RUN = ["--rows", "3000", "--kill-every", "2", "--mysql-down-seconds", "2", "--time-limit", "90"]
+SHORT_RUN = ["--rows", "3000", "--kill-every", "2", "--mysql-down-seconds", "2", "--phase-seconds", "2",
+             "--time-limit", "90"]
+HELD_FAULTS = ("Redis refusing writes", "Redis answering BUSY", "odd answers", "trickled answers")
 
 
 def table_value(output: str, name: str) -> int:
@@ -35,4 +39,7 @@ def test_a_short_chaos_run_loses_nothing_and_explains_every_repeat():
     assert table_value(run.stdout, "kills") > 0
     assert table_value(run.stdout, "Redis restarts") == 1
     assert table_value(run.stdout, "MySQL restarts") == 1
+    for fault in HELD_FAULTS:
+        assert table_value(run.stdout, fault) == 1, fault
     assert re.search(r"^\s+repeats by idempotency key\s+\d+\s+in \d+ keys, 0 unexplained", run.stdout, re.MULTILINE)
+    assert table_value(run.stdout, "repeats explained") == table_value(run.stdout, "repeats by idempotency key")
