@@ -1,4 +1,4 @@
-"""What the benchmark prints: one table of runs, then the targets of issue 4."""
+"""What the benchmark prints: one table of runs, then the targets of issue 4 and of the reference."""
 
 from dataclasses import dataclass
 
@@ -11,10 +11,15 @@ WITH_LATENCY_MSG_S = 2_000
 BASELINE_RATIO = 2.0
 SCALING_RATIO = 2.0
 MEMORY_MB = 100.0
+# The "one send path" issue's targets: our msg/s over the reference's, on the
+# same engine and endpoint. At 0 ms only aiohttp and requests have one.
+ZERO_LATENCY_REFERENCE_RATIO = {"aiohttp": 0.8, "requests": 0.95}
+WITH_LATENCY_REFERENCE_RATIO = 0.9
+AIOHTTP_ZERO_LATENCY_MSG_S = 11_000
 
-HEADER = ["run", "endpoint", "rows", "seconds", "msg/s", "vs baseline", "p50 ms", "p99 ms",
-          "peak RSS MB", "CPU s/1k", "endpoint CPU s/1k", "endpoint RSS MB", "db+redis CPU s/1k", "machine busy",
-          "others (cores)"]
+HEADER = ["run", "endpoint", "rows", "seconds", "msg/s", "vs reference", "p50 ms", "p99 ms",
+          "peak RSS MB", "CPU ms/msg", "CPU vs ref", "endpoint CPU ms/msg", "endpoint RSS MB", "db+redis CPU ms/msg",
+          "machine busy", "others (cores)"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,13 @@ class RunResult:
     def msg_s(self) -> float:
         return self.rows / self.seconds
 
-    def per_1k(self, cpu_seconds: float) -> float:
+    def per_message_ms(self, cpu_seconds: float) -> float:
         return cpu_seconds / max(self.rows, 1) * 1000
+
+    @property
+    def cpu_ms(self) -> float:
+        """CPU milliseconds of the run's own processes per message."""
+        return self.per_message_ms(sum(u.cpu_seconds for u in self.processes))
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -54,29 +64,29 @@ def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def row(result: RunResult, baseline: RunResult | None) -> list[str]:
-    ratio = "n/a" if baseline is None else f"{result.msg_s / baseline.msg_s:.2f}x"
+def row(result: RunResult, reference: RunResult | None) -> list[str]:
     return [
         result.name,
         result.endpoint,
         f"{result.rows:,}",
         f"{result.seconds:.1f}",
         f"{result.msg_s:,.0f}",
-        ratio,
+        "n/a" if reference is None else f"{result.msg_s / reference.msg_s:.2f}x",
         ms(percentile(result.send_ms, 0.50)),
         ms(percentile(result.send_ms, 0.99)),
         "/".join(f"{u.peak_rss_mb:.0f}" for u in result.processes),
-        f"{result.per_1k(sum(u.cpu_seconds for u in result.processes)):.3f}",
-        f"{result.per_1k(result.endpoint_usage.cpu_seconds):.3f}",
+        f"{result.cpu_ms:.3f}",
+        "n/a" if reference is None else f"{result.cpu_ms / reference.cpu_ms:.2f}x",
+        f"{result.per_message_ms(result.endpoint_usage.cpu_seconds):.3f}",
         f"{result.endpoint_usage.peak_rss_mb:.0f}",
-        "n/a" if result.server_cpu is None else f"{result.per_1k(result.server_cpu):.3f}",
+        "n/a" if result.server_cpu is None else f"{result.per_message_ms(result.server_cpu):.3f}",
         f"{result.machine_busy:.0%}",
         f"{result.other_cores:.2f}",
     ]
 
 
-def table(results: list[RunResult], baseline: RunResult | None) -> str:
-    cells = [HEADER] + [row(r, baseline) for r in results]
+def table(results: list[RunResult], reference: RunResult | None) -> str:
+    cells = [HEADER] + [row(r, reference) for r in results]
     widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
              for line in cells]
@@ -100,7 +110,25 @@ def contention(results: list[RunResult], cores: int, threshold: float = 0.25) ->
             f"its figures understate this machine" for r in results if r.other_cores > threshold]
 
 
+def reference_targets(project: RunResult, reference: RunResult | None, latency_ms: float, engine: str) -> list[str]:
+    """Our msg/s over the reference's, and at 0 ms on aiohttp our msg/s itself."""
+    if reference is None:
+        return ["ratio vs reference: n/a (--skip-reference)"]
+    ratio = project.msg_s / reference.msg_s
+    cpu = (f"CPU per message: ours {project.cpu_ms:.3f} ms, reference {reference.cpu_ms:.3f} ms "
+           f"({project.cpu_ms / reference.cpu_ms:.2f}x)")
+    goal = WITH_LATENCY_REFERENCE_RATIO if latency_ms else ZERO_LATENCY_REFERENCE_RATIO.get(engine)
+    target = (f"no target for {engine} at 0 ms" if goal is None
+              else f"target >= {goal:g}x ({engine}, {latency_ms:g} ms): {verdict(ratio >= goal)}")
+    lines = [f"ratio vs reference: {ratio:.2f}x ({project.msg_s:,.0f} vs {reference.msg_s:,.0f} msg/s); {target}", cpu]
+    if latency_ms == 0 and engine == "aiohttp":
+        lines.append(f"aiohttp at 0 ms: {project.msg_s:,.0f} msg/s; target >= {AIOHTTP_ZERO_LATENCY_MSG_S:,}: "
+                     f"{verdict(project.msg_s >= AIOHTTP_ZERO_LATENCY_MSG_S)}")
+    return lines
+
+
 def targets(project: RunResult, baseline: RunResult | None, latency_ms: float) -> list[str]:
+    """Issue 4's: our msg/s, and our ratio to the seed-style baseline when it ran."""
     if latency_ms == 0:
         goal, condition = ZERO_LATENCY_MSG_S, "0 ms endpoint, 100,000 rows"
     else:
@@ -108,7 +136,7 @@ def targets(project: RunResult, baseline: RunResult | None, latency_ms: float) -
     lines = [f"throughput: {project.msg_s:,.0f} msg/s; target >= {goal:,} ({condition}): "
              f"{verdict(project.msg_s >= goal)}"]
     if baseline is None:
-        lines.append("ratio vs baseline: n/a (--skip-baseline)")
+        lines.append("ratio vs baseline: n/a (add --baseline)")
     else:
         ratio = project.msg_s / baseline.msg_s
         target = (f"target >= {BASELINE_RATIO:g}x: {verdict(ratio >= BASELINE_RATIO)}" if latency_ms == 0

@@ -1,9 +1,11 @@
 """The benchmark of issue 4: is a campaign limited by the gateway, or by us?
 
-It seeds a throwaway database, starts a fast endpoint, sends the rows the
-seed's way (bench/baseline.py) and then with the project's four processes,
-re-seeding in between, and prints one table: msg/s, the ratio, send latency,
-peak RSS and CPU per 1,000 messages. Then the scaling checks (bench/scaling.py).
+It seeds a throwaway database, starts a fast endpoint, sends the rows with
+the reference (bench/reference.py: the minimal pipeline, on the same HTTP
+engine), optionally the seed's way (bench/baseline.py), and then with the
+project's four processes, re-seeding in between, and prints one table: msg/s,
+the ratio to the reference, send latency, peak RSS and CPU per message. Then
+the scaling checks (bench/scaling.py).
 Targets missed are reported, not errors; the exit code is non-zero only when
 a run broke or did not send every row exactly once. See bench/README.md.
 """
@@ -145,6 +147,27 @@ class Bench:
         result = self.measure("baseline (seed-style)", start, self.o["baseline_seconds"], cap=True)
         return replace(result, send_ms=[float(v) for path in latency_files for v in path.read_text().split()])
 
+    def reference(self) -> RunResult:
+        latency_files = []
+
+        def start(env: dict, log_dir: Path) -> list[Child]:
+            children = []
+            for index, side in ((1, "odd"), (0, "even")):
+                latency_files.append(log_dir / f"reference-{side}.ms")
+                children.append(Child.python_module(
+                    f"reference.{side}", "bench.reference",
+                    ["--partition", str(index), "--of", "2", "--latencies", str(latency_files[-1])], env, log_dir))
+            return children
+
+        result = self.measure("reference (2 processes)", start, self.o["time_limit"], cap=False)
+        self.check_no_jobs_left("reference")
+        return replace(result, send_ms=[float(v) for path in latency_files for v in path.read_text().split()])
+
+    def check_no_jobs_left(self, name: str) -> None:
+        left = self.namespace.keys("job:*")
+        if left:
+            raise BenchFailed(f"{name}: {left} jobs still queued after the last row was sent")
+
     def project(self) -> RunResult:
         def start(env: dict, log_dir: Path) -> list[Child]:
             return [Child.python_module(role, role, [], env, log_dir) for role in ROLES]
@@ -153,9 +176,7 @@ class Bench:
             return self.namespace.keys("job:*") == 0
 
         result = self.measure("project (4 processes)", start, self.o["time_limit"], cap=False, settled=settled)
-        left = self.namespace.keys("job:*")
-        if left:
-            raise BenchFailed(f"project: {left} jobs still queued {SETTLE_SECONDS:g} s after the last row was sent")
+        self.check_no_jobs_left("project")
         return replace(result, send_ms=self.db.attempt_latencies_ms())
 
     def scaling(self, checks: Checks):
@@ -200,8 +221,11 @@ def run(options: dict) -> None:
         if bench.endpoint_kind == "python" and latency == 0:
             click.echo("bench: note: the Python mock serves about 2,000-3,000 req/s and may cap this run; "
                        "with nginx installed, --endpoint auto uses it", err=True)
-        baseline = None
-        if not options["skip_baseline"]:
+        reference = baseline = None
+        if not options["skip_reference"]:
+            click.echo("bench: reference (2 processes) ...", err=True)
+            reference = bench.reference()
+        if options["baseline"]:
             click.echo("bench: baseline (seed-style) ...", err=True)
             baseline = bench.baseline()
         click.echo("bench: project (4 processes) ...", err=True)
@@ -214,11 +238,13 @@ def run(options: dict) -> None:
         if options["memory_check"]:
             click.echo("bench: memory check ...", err=True)
             memory = bench.memory(checks)
-        results = [r for r in (baseline, project) if r]
-        click.echo(report.table(results, baseline))
+        results = [r for r in (reference, baseline, project) if r]
+        click.echo(report.table(results, reference))
         for line in report.breakdown(results):
             click.echo(line)
         for line in report.contention(results, os.cpu_count() or 1):
+            click.echo(line)
+        for line in report.reference_targets(project, reference, latency, options["http_engine"]):
             click.echo(line)
         for line in report.targets(project, baseline, latency):
             click.echo(line)
@@ -244,15 +270,16 @@ def run(options: dict) -> None:
 @click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
               help="CONCURRENCY of each consumer; raise it with latency (e.g. 500 at 200 ms).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
-              help="BATCH_SIZE of every process, the baseline's included.")
+              help="BATCH_SIZE of every process, the reference's and the baseline's included.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
               help="POLL_INTERVAL of the four processes.")
 @click.option("--http-engine", type=click.Choice(sorted(ENGINES)), default="aiohttp", show_default=True,
-              help="HTTP_ENGINE of the consumers.")
+              help="HTTP_ENGINE of the consumers, and the engine of the reference.")
 @click.option("--endpoint", type=click.Choice(["auto", "nginx", "async", "python"]), default="auto", show_default=True,
               help="auto: nginx for 0 ms when installed, else bench/async_endpoint.py; python is the "
                    "project's threaded mock.")
-@click.option("--skip-baseline", is_flag=True, help="Run only the project's processes (no ratio).")
+@click.option("--skip-reference", is_flag=True, help="Run only the project's processes (no ratio).")
+@click.option("--baseline", is_flag=True, help="Also run the seed-style baseline (issue 4's ratio).")
 @click.option("--baseline-seconds", type=click.FloatRange(min=1), default=180.0, show_default=True,
               help="Stop the baseline after this long and rate what it sent (it needs ~100 s per 1,000 "
                    "rows at 200 ms).")
@@ -264,7 +291,7 @@ def run(options: dict) -> None:
 @click.option("--memory-seconds", type=click.FloatRange(min=1), default=10.0, show_default=True,
               help="How long the memory-check consumer runs before SIGTERM.")
 @click.option("--time-limit", type=click.FloatRange(min=1), default=600.0, show_default=True,
-              help="Fail the project's run if rows are still pending after this many seconds.")
+              help="Fail the reference's or the project's run if rows are still pending after this many seconds.")
 @click.option("--database-url", envvar="DATABASE_URL", show_envvar=True,
               help="Credentials and server to use (default: from .env); the benchmark works in its own "
                    "throwaway database campaign_bench_<hex>.")
@@ -272,8 +299,8 @@ def run(options: dict) -> None:
               help="Redis to use (default: from .env); the benchmark takes an empty database number "
                    "and its own key prefix.")
 def main(**options):
-    """Measure the project's four processes against the seed-style baseline on a
-    fast local endpoint, then check that polls do not grow with processed rows or
+    """Measure the project's four processes against the reference (a minimal
+    pipeline on the same HTTP engine) on a fast local endpoint, then check that polls do not grow with processed rows or
     unrelated Redis keys. Exit 0 when every run sent every row exactly once."""
     try:
         run(options)

@@ -2,6 +2,7 @@
 
 No timing is asserted: only that it finishes, prints its table and ratios,
 proves every row went out once (its exit code) and leaves nothing behind.
+Between them the runs take the reference through all three HTTP engines.
 """
 
 import os
@@ -41,15 +42,24 @@ def assert_nothing_left(stderr: str) -> None:
     assert next(client.scan_iter(f"{prefix}*"), None) is None
 
 
-def test_the_benchmark_runs_on_the_python_mock_and_prints_its_table_and_ratios():
-    run = run_bench("--endpoint", "python")
+def is_row(line: str, run: str, endpoint: str, rows: int = 300) -> bool:
+    """A table line for this run, on this endpoint, that sent all `rows`."""
+    return re.match(rf"{re.escape(run)}\s+{endpoint}\s+{rows:,}\s", line) is not None
+
+
+def test_the_benchmark_runs_the_reference_baseline_and_project_and_prints_their_ratios():
+    run = run_bench("--endpoint", "python", "--http-engine", "requests", "--baseline")
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     header = lines[0]
-    for column in ("run", "rows", "msg/s", "vs baseline", "p50 ms", "p99 ms", "peak RSS MB", "CPU s/1k"):
+    for column in ("run", "rows", "msg/s", "vs reference", "p50 ms", "p99 ms", "peak RSS MB", "CPU ms/msg",
+                   "CPU vs ref"):
         assert column in header
-    assert lines[1].startswith("baseline (seed-style)  python mock  ")
-    assert lines[2].startswith("project (4 processes)  python mock  ")
+    assert is_row(lines[1], "reference (2 processes)", "python mock")
+    assert lines[2].startswith("baseline (seed-style) ")
+    assert is_row(lines[3], "project (4 processes)", "python mock")
+    assert re.search(r"^ratio vs reference: \d+\.\d\dx .*target >= 0\.95x \(requests, 0 ms\)", run.stdout, re.M)
+    assert re.search(r"^CPU per message: ours \d+\.\d+ ms, reference \d+\.\d+ ms", run.stdout, re.M)
     for prefix in ("ratio vs baseline: ", "producer poll ratio: ", "consumer poll ratio: "):
         assert any(line.startswith(prefix) and "x" in line for line in lines), run.stdout
     assert_nothing_left(run.stderr)
@@ -57,14 +67,19 @@ def test_the_benchmark_runs_on_the_python_mock_and_prints_its_table_and_ratios()
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_the_benchmark_runs_on_nginx_when_it_is_installed():
-    run = run_bench("--endpoint", "nginx", "--skip-scaling")
+    run = run_bench("--endpoint", "nginx", "--http-engine", "urllib3", "--skip-scaling")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.splitlines()[2].startswith("project (4 processes)  nginx  ")
-    assert "ratio vs baseline: " in run.stdout
+    lines = run.stdout.splitlines()
+    assert is_row(lines[1], "reference (2 processes)", "nginx")
+    assert is_row(lines[2], "project (4 processes)", "nginx")
+    assert "ratio vs reference: " in run.stdout
 
 
 def test_the_benchmark_runs_a_slow_gateway_on_the_async_endpoint():
-    run = run_bench("--endpoint", "async", "--latency-ms", "20", "--skip-scaling", "--skip-baseline")
+    run = run_bench("--endpoint", "async", "--latency-ms", "20", "--skip-scaling")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.splitlines()[1].startswith("project (4 processes)  async  ")
+    lines = run.stdout.splitlines()
+    assert is_row(lines[1], "reference (2 processes)", "async")
+    assert is_row(lines[2], "project (4 processes)", "async")
+    assert "target >= 0.9x (aiohttp, 20 ms)" in run.stdout
     assert_nothing_left(run.stderr)
