@@ -120,7 +120,8 @@ def reference_targets(project: RunResult, reference: RunResult | None, latency_m
     goal = WITH_LATENCY_REFERENCE_RATIO if latency_ms else ZERO_LATENCY_REFERENCE_RATIO.get(engine)
     target = (f"no target for {engine} at 0 ms" if goal is None
               else f"target >= {goal:g}x ({engine}, {latency_ms:g} ms): {verdict(ratio >= goal)}")
-    lines = [f"ratio vs reference: {ratio:.2f}x ({project.msg_s:,.0f} vs {reference.msg_s:,.0f} msg/s); {target}", cpu]
+    # Three decimals: 0.899 must not read as a missed 0.90.
+    lines = [f"ratio vs reference: {ratio:.3f}x ({project.msg_s:,.0f} vs {reference.msg_s:,.0f} msg/s); {target}", cpu]
     if latency_ms == 0 and engine == "aiohttp":
         lines.append(f"aiohttp at 0 ms: {project.msg_s:,.0f} msg/s; target >= {AIOHTTP_ZERO_LATENCY_MSG_S:,}: "
                      f"{verdict(project.msg_s >= AIOHTTP_ZERO_LATENCY_MSG_S)}")

@@ -58,7 +58,7 @@ def test_the_benchmark_runs_the_reference_baseline_and_project_and_prints_their_
     assert is_row(lines[1], "reference (2 processes)", "python mock")
     assert lines[2].startswith("baseline (seed-style) ")
     assert is_row(lines[3], "project (4 processes)", "python mock")
-    assert re.search(r"^ratio vs reference: \d+\.\d\dx .*target >= 0\.95x \(requests, 0 ms\)", run.stdout, re.M)
+    assert re.search(r"^ratio vs reference: \d+\.\d{3}x .*target >= 0\.95x \(requests, 0 ms\)", run.stdout, re.M)
     assert re.search(r"^CPU per message: ours \d+\.\d+ ms, reference \d+\.\d+ ms", run.stdout, re.M)
     for prefix in ("ratio vs baseline: ", "producer poll ratio: ", "consumer poll ratio: "):
         assert any(line.startswith(prefix) and "x" in line for line in lines), run.stdout
