@@ -21,6 +21,7 @@ import redis
 log = logging.getLogger(__name__)
 
 REFRESH = 1.0  # seconds a known "closed" state is trusted without asking Redis
+STALE = "stale"  # what `known` says when only Redis can tell
 KEY_TTL_MS = 86_400_000  # a breaker nobody touched for a day is forgotten (closed)
 
 # ARGV: trials allowed at once while half-open, ms after which a trial that
@@ -116,16 +117,24 @@ class Breaker:
         self.trusted_until = 0.0  # monotonic time until which `state` is used without asking Redis
         self.open_until = 0.0  # monotonic time the open state ends, as far as we know
 
-    def allow(self) -> str | None:
-        """May a send go through this sender now? "closed", "trial" (one of the
-        half-open breaker's few trial sends: give it back if it is not used),
-        or None. Asks Redis only when the known state is stale, open and due
-        for a trial, or half-open."""
+    def known(self) -> str | None:
+        """What `allow` would say from what is known here, without Redis:
+        "closed", None (open), or STALE when only Redis can tell."""
         now = time.monotonic()
         if self.state == "closed" and now < self.trusted_until:
             return "closed"
         if self.state == "open" and now < self.open_until:
             return None
+        return STALE
+
+    def allow(self) -> str | None:
+        """May a send go through this sender now? "closed", "trial" (one of the
+        half-open breaker's few trial sends: give it back if it is not used),
+        or None. Asks Redis only when the known state is stale, open and due
+        for a trial, or half-open."""
+        known = self.known()
+        if known is not STALE:
+            return known
         allowed, state, left_ms, failures = self._allow(
             keys=[self.key], args=[self.policy.successes, int(self.policy.trial_timeout * 1000), KEY_TTL_MS])
         self.remember(state, left_ms)
@@ -144,9 +153,14 @@ class Breaker:
             return max(self.open_until - time.monotonic(), 0.0)
         return 0.0
 
+    def needs_record(self, outcome: str) -> bool:
+        """False for the common case, a success while closed with no failure
+        known: nothing in Redis would change."""
+        return not (outcome == "ok" and self.state == "closed" and not self.failures_known)
+
     def record(self, outcome: str, reason: str = "") -> None:
         """Report a send: 'ok', 'fail' (counts towards opening) or 'down' (opens at once)."""
-        if outcome == "ok" and self.state == "closed" and not self.failures_known:
+        if not self.needs_record(outcome):
             return
         state = self._record(
             keys=[self.key],

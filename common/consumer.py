@@ -1,6 +1,6 @@
 """The consumer: claimed job → send → record, for one partition.
 
-Sends run on threads (or one asyncio loop, for an async sender) and stream:
+Sends run as coroutines on one asyncio loop (common.send_workers) and stream:
 a new send starts as soon as one ends, never waiting for the slowest of a
 batch. Bookkeeping is batched: one MySQL update and one Redis round trip for
 all the sends that ended in the last RECORD_EVERY seconds.
@@ -12,6 +12,7 @@ the 2xx is written into the job in Redis instead, so whoever claims the job
 next records it without sending again.
 """
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -26,8 +27,8 @@ from common.jobs import Claim, Job, JobQueue
 from common.leases import LeaseKeeper
 from common.pause import PauseSwitch
 from common.phones import InvalidPhone, mask_phone, normalise_phone
-from common.routing import SenderPool, Turn
-from common.send_workers import sends_for
+from common.routing import SenderPool
+from common.send_workers import Sends
 from common.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, SendResult
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Consumer:
         # Claim at most two rounds of sends ahead, so a claimed job waits for
         # a free thread about one request time.
         self.capacity = settings.concurrency * 2
-        self.workers = sends_for(self.senders, settings.concurrency, self.send, self.send_async, self.send_crashed)
+        self.workers = Sends(settings.concurrency, self.send, self.send_crashed)
         self.leases = LeaseKeeper(queue, settings.lease_seconds)
         self.in_flight: dict[int, Job] = {}  # row id -> job, from claim until its send ends
         self.ended: list[tuple[Job, SendResult | None]] = []
@@ -202,30 +203,20 @@ class Consumer:
         self.in_flight[job.row_id] = job
         self.workers.submit((job, message))
 
-    def send(self, item: tuple[Job, Message]) -> SendResult | None:
-        """Runs in a send thread. None means not sent: no sender may be used
-        now, or see `may_send`."""
-        turn = self.senders.turn()
-        if not self.usable(turn, item[1]):
-            return None
-        return self.sent(item[0], turn.send(item[1]))
-
-    async def send_async(self, item: tuple[Job, Message]) -> SendResult | None:
-        """The same, on the asyncio loop of an async sender."""
-        turn = await self.senders.turn_async()
-        if not self.usable(turn, item[1]):
-            return None
-        return self.sent(item[0], await turn.send_async(item[1]))
-
-    def usable(self, turn: Turn | None, message: Message) -> bool:
-        """A turn is used only if the message may still be sent; a half-open
-        breaker's trial that is not used goes back."""
+    async def send(self, item: tuple[Job, Message]) -> SendResult | None:
+        """Runs on the sends' loop. None means not sent: no sender may be used
+        now, or see `may_send`; a half-open breaker's trial not used goes back."""
+        job, message = item
+        turn = await self.senders.turn()
         if turn is None:
-            return False
+            return None
         if not self.may_send(message):
-            turn.give_back()
-            return False
-        return True
+            await turn.give_back()
+            return None
+        result = await turn.send(message)
+        if self.mysql_away and result.outcome is Outcome.SENT:
+            await asyncio.to_thread(self.remember_at_once, job)
+        return result
 
     def may_send(self, message: Message) -> bool:
         """Not when the lease was lost or is nearly over (another consumer may
@@ -234,11 +225,6 @@ class Consumer:
         the send window (the job goes back to the queue)."""
         return (not self.mysql_away and not self.holding
                 and self.leases.remaining_ms(message.row_id) >= self.settings.lease_seconds * 500)
-
-    def sent(self, job: Job, result: SendResult) -> SendResult:
-        if self.mysql_away and result.outcome is Outcome.SENT:
-            self.remember_at_once(job)
-        return result
 
     def remember_at_once(self, job: Job) -> None:
         """While MySQL is away, a 2xx must not wait for the next cycle to be
@@ -410,6 +396,6 @@ class Consumer:
             log.warning("could not record %d outcomes before exit (%s); their leases will expire", len(self.ended), exc)
         self.leases.stop()
         self.report(force=True)
-        self.senders.close()  # before the workers stop: an async sender closes on their loop
+        self.senders.close()  # before the workers stop: an aiohttp engine closes on their loop
         self.workers.stop()
         self.table.close()

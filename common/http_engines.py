@@ -45,11 +45,11 @@ class Answer:
 
 
 class HttpEngine(Protocol):
-    is_async: bool  # True: `post` is a coroutine, run on the consumer's asyncio loop
+    def get(self) -> Answer:
+        """A blocking GET, for the start-up probe, before any loop runs."""
 
-    def get(self) -> Answer: ...
-
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer: ...
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """A POST, awaited on the sends' loop."""
 
     def close(self) -> None: ...
 
@@ -92,15 +92,14 @@ def read_answer(response: urllib3.BaseHTTPResponse, deadline: float) -> str:
 
 
 class BlockingEngine(abc.ABC):
-    """GET and POST through a subclass's blocking `call`, on the caller's thread."""
-
-    is_async = False
+    """GET and POST through a subclass's blocking `call`: a POST runs in the
+    loop's executor, one thread per send in flight."""
 
     def get(self) -> Answer:
         return self.call("GET", None, {})
 
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
-        return self.call("POST", body, headers)
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        return await asyncio.get_running_loop().run_in_executor(None, self.call, "POST", body, headers)
 
     @abc.abstractmethod
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer: ...
@@ -169,11 +168,8 @@ class Urllib3Engine(BlockingEngine):
 
 
 class AiohttpEngine:
-    """An aiohttp session: `post` is a coroutine, run by the consumer's asyncio
-    loop (`is_async`). No proxies. The session is made on first use, inside
-    the loop that will use it."""
-
-    is_async = True
+    """An aiohttp session on the sends' loop itself: no thread per send. No
+    proxies. The session is made on first use, inside the loop that will use it."""
 
     def __init__(self, url: str, headers: Mapping[str, str], timeout: float, pool_size: int):
         self.url = url

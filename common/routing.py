@@ -6,6 +6,10 @@ A consumer asks for a turn (which may wait for a paced slot), sends through
 the route it got, and the route reports the outcome to its breaker. A turn
 never waits for a breaker: with none allowing sends it is None at once, and
 the consumer stops claiming until one may.
+
+All of it runs on the sends' asyncio loop. Redis is asked only when a
+breaker's known state is stale or a slot is paced, and then from the loop's
+executor, never on the loop itself.
 """
 
 import asyncio
@@ -17,7 +21,7 @@ import time
 
 import redis
 
-from common.breaker import Breaker, BreakerPolicy
+from common.breaker import STALE, Breaker, BreakerPolicy
 from common.errors import ConfigError, ServiceUnavailable
 from common.pacing import Pacer
 from common.sender import Message, Outcome, Sender, SendResult
@@ -54,31 +58,23 @@ class Route:
         self.pacer = pacer
         self.name = sender.name
         self.last_success = float("-inf")  # monotonic time the latest send through it succeeded
-        self.pace_lock = threading.Lock()  # held by the one send thread waiting for a paced slot
-        self._pace_lock_async = None
+        self._pace_lock = None
 
     @property
-    def pace_lock_async(self) -> asyncio.Lock:
-        """The same for coroutines; made on first use, on the sends' loop."""
-        if self._pace_lock_async is None:
-            self._pace_lock_async = asyncio.Lock()
-        return self._pace_lock_async
+    def pace_lock(self) -> asyncio.Lock:
+        """Held by the one send waiting for this sender's paced slot; made on
+        first use, on the sends' loop."""
+        if self._pace_lock is None:
+            self._pace_lock = asyncio.Lock()
+        return self._pace_lock
 
-    def send(self, message: Message) -> SendResult:
+    async def send(self, message: Message) -> SendResult:
         started = time.monotonic()
         try:
-            result = self.sender.send(message)
+            result = await self.sender.send(message)
         except Exception as exc:
             result = self.crashed(exc)
-        return self.reported(result, started)
-
-    async def send_async(self, message: Message) -> SendResult:
-        started = time.monotonic()
-        try:
-            result = await self.sender.send_async(message)
-        except Exception as exc:
-            result = self.crashed(exc)
-        return self.reported(result, started)
+        return await self.reported(result, started)
 
     def crashed(self, exc: Exception) -> SendResult:
         """A sender bug is a failed send like any other: the breaker hears of
@@ -86,7 +82,7 @@ class Route:
         log.error("sender %s raised instead of returning an outcome", self.name, exc_info=exc)
         return SendResult(Outcome.RETRY, detail=f"internal error: {type(exc).__name__}")
 
-    def reported(self, result: SendResult, started: float) -> SendResult:
+    async def reported(self, result: SendResult, started: float) -> SendResult:
         """Stamp the result with this sender and its latency, and tell the
         breaker; never let that fail a send that already happened.
 
@@ -102,10 +98,11 @@ class Route:
             self.last_success = ended
         elif outcome == "fail" and self.last_success > started:
             return result
-        try:
-            self.breaker.record(outcome, result.detail)
-        except redis.RedisError as exc:
-            log.debug("could not update the breaker of %s: %s", self.name, exc)
+        if self.breaker.needs_record(outcome):
+            try:
+                await asyncio.to_thread(self.breaker.record, outcome, result.detail)
+            except redis.RedisError as exc:
+                log.debug("could not update the breaker of %s: %s", self.name, exc)
         return result
 
 
@@ -117,16 +114,13 @@ class Turn:
     route: Route
     trial: bool = False
 
-    def send(self, message: Message) -> SendResult:
-        return self.route.send(message)
+    async def send(self, message: Message) -> SendResult:
+        return await self.route.send(message)
 
-    async def send_async(self, message: Message) -> SendResult:
-        return await self.route.send_async(message)
-
-    def give_back(self) -> None:
+    async def give_back(self) -> None:
         if self.trial:
             try:
-                self.route.breaker.give_back_trial()
+                await asyncio.to_thread(self.route.breaker.give_back_trial)
             except redis.RedisError as exc:
                 log.debug("could not give back a trial of %s (it times out): %s", self.route.name, exc)
 
@@ -136,7 +130,6 @@ class SenderPool:
         self.routes = routes
         self.client = client
         self.registry_key = registry_key  # a set of sender names, for `status` to find their breakers
-        self.is_async = routes[0].sender.is_async
         self.turns = itertools.count()
         self.stopping = threading.Event()
         self.refused_at = float("-inf")
@@ -183,71 +176,48 @@ class SenderPool:
             return False
         return any(route.breaker.available_in() == 0 for route in self.routes)
 
-    def next_allowed(self) -> Turn | None:
+    async def next_allowed(self) -> Turn | None:
         """The next sender in turn whose breaker lets a send through, or None."""
         start = next(self.turns)
         for step in range(len(self.routes)):
             route = self.routes[(start + step) % len(self.routes)]
-            allowed = route.breaker.allow()
+            allowed = route.breaker.known()
+            if allowed is STALE:
+                allowed = await asyncio.to_thread(route.breaker.allow)
             if allowed:
                 return Turn(route, trial=allowed == "trial")
         self.refused_at = time.monotonic()
         return None
 
-    def turn(self) -> Turn | None:
+    async def turn(self) -> Turn | None:
         """Wait for a sender to send through; None when none may be used now or we are stopping.
 
-        One send thread per sender reserves its paced slot and waits for it;
-        the others wait for that thread, not on Redis."""
+        One send per sender reserves its paced slot and waits for it; the
+        others wait for that one, not on Redis."""
         while not self.stopping.is_set():
             try:
-                turn = self.next_allowed()
+                turn = await self.next_allowed()
                 if turn is None or turn.route.pacer is None:
                     return turn
-                if self.wait_for_slot(turn.route) and not self.stopping.is_set():
+                if await self.wait_for_slot(turn.route) and not self.stopping.is_set():
                     return turn
-                turn.give_back()
+                await turn.give_back()
             except redis.RedisError as exc:
                 log.debug("no turn while Redis fails: %s", exc)
                 return None
         return None
 
-    def wait_for_slot(self, route: Route) -> bool:
-        if not route.pace_lock.acquire(timeout=MAX_NAP):
-            return False
+    async def wait_for_slot(self, route: Route) -> bool:
         try:
-            granted, wait = route.pacer.reserve()
-            self.stopping.wait(wait if granted else min(wait, MAX_NAP))
-            return granted
-        finally:
-            route.pace_lock.release()
-
-    async def turn_async(self) -> Turn | None:
-        """The same, for a send on the asyncio loop."""
-        while not self.stopping.is_set():
-            try:
-                turn = self.next_allowed()
-                if turn is None or turn.route.pacer is None:
-                    return turn
-                if await self.wait_for_slot_async(turn.route) and not self.stopping.is_set():
-                    return turn
-                turn.give_back()
-            except redis.RedisError as exc:
-                log.debug("no turn while Redis fails: %s", exc)
-                return None
-        return None
-
-    async def wait_for_slot_async(self, route: Route) -> bool:
-        try:
-            await asyncio.wait_for(route.pace_lock_async.acquire(), MAX_NAP)
+            await asyncio.wait_for(route.pace_lock.acquire(), MAX_NAP)
         except asyncio.TimeoutError:
             return False
         try:
-            granted, wait = route.pacer.reserve()
+            granted, wait = await asyncio.to_thread(route.pacer.reserve)
             await asyncio.sleep(wait if granted else min(wait, MAX_NAP))
             return granted
         finally:
-            route.pace_lock_async.release()
+            route.pace_lock.release()
 
     def stop(self) -> None:
         self.stopping.set()

@@ -1,31 +1,45 @@
-"""Running sends concurrently and handing back their results.
+"""Running sends concurrently: one asyncio loop (uvloop) in a thread of its own.
 
-Two ways, one interface, picked by the sender: a fixed set of threads for a
-blocking sender, one asyncio loop in one thread for a sender with
-`is_async`. Both are cheaper than a ThreadPoolExecutor at thousands of sends
-a second: no Future per send, and waiting for "any send ended" is one
-blocking queue read, not a waiter installed on every send in flight.
+Every send is a coroutine, whatever carries it. An HTTP engine that blocks
+(requests, urllib3) and the few Redis calls a send may make (a breaker whose
+known state is stale, a paced slot) run in the loop's executor, a thread pool
+sized to the concurrency, so the loop itself never waits on a socket.
+Results come back on a thread-safe queue read by the consumer's loop: waiting
+for "any send ended" is one blocking queue read, not a waiter per send.
 """
 
 import asyncio
 import logging
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 import uvloop
 
 log = logging.getLogger(__name__)
 
-STOP = object()
+SPARE_THREADS = 4  # executor threads beyond one per send, for Redis calls while every send blocks
 
 
 class Sends:
-    """Results come back on a thread-safe queue, read by the consumer's loop."""
+    """`count` send coroutines on one loop; submit items, collect (item, result) pairs."""
 
-    def __init__(self, on_error: Callable):
+    def __init__(self, count: int, work: Callable[..., Awaitable], on_error: Callable):
+        self.work = work
         self.on_error = on_error
         self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.executor = ThreadPoolExecutor(max_workers=count + SPARE_THREADS, thread_name_prefix="blocking")
+        self.loop = uvloop.new_event_loop()
+        self.loop.set_default_executor(self.executor)
+        self.todo: asyncio.Queue | None = None
+        started = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(count, started), name="sends", daemon=True)
+        self.thread.start()
+        started.wait()
+
+    def submit(self, item) -> None:
+        self.loop.call_soon_threadsafe(self.todo.put_nowait, item)
 
     def results(self, timeout: float) -> list[tuple]:
         """Every (item, result) ready now, waiting up to `timeout` for the first one."""
@@ -37,65 +51,8 @@ class Sends:
         except queue.Empty:
             return ready
 
-    def failed(self, item, exc: Exception):
-        # A bug in a sender must not kill a worker and strand the job.
-        log.error("a send raised instead of returning an outcome", exc_info=exc)
-        return self.on_error(item, exc)
-
-
-class ThreadSends(Sends):
-    def __init__(self, count: int, work: Callable, on_error: Callable):
-        super().__init__(on_error)
-        self.work = work
-        self.todo: queue.SimpleQueue = queue.SimpleQueue()
-        self.threads = [threading.Thread(target=self.run, name=f"send-{n}", daemon=True) for n in range(count)]
-        for thread in self.threads:
-            thread.start()
-
-    def submit(self, item) -> None:
-        self.todo.put(item)
-
     def take_unstarted(self) -> list:
-        """Withdraw what no thread has picked up yet (for a shutdown)."""
-        unstarted = []
-        try:
-            while True:
-                unstarted.append(self.todo.get_nowait())
-        except queue.Empty:
-            return unstarted
-
-    def stop(self) -> None:
-        """Let the threads end after their current send; does not wait for them."""
-        for _ in self.threads:
-            self.todo.put(STOP)
-
-    def run(self) -> None:
-        while (item := self.todo.get()) is not STOP:
-            try:
-                result = self.work(item)
-            except Exception as exc:
-                result = self.failed(item, exc)
-            self.done.put((item, result))
-
-
-class AsyncSends(Sends):
-    """`count` coroutines on one event loop (uvloop: less CPU per send than
-    the standard loop), in a thread of its own."""
-
-    def __init__(self, count: int, work: Callable[..., Awaitable], on_error: Callable):
-        super().__init__(on_error)
-        self.work = work
-        self.loop = uvloop.new_event_loop()
-        self.todo: asyncio.Queue | None = None
-        started = threading.Event()
-        self.thread = threading.Thread(target=self.run, args=(count, started), name="sends", daemon=True)
-        self.thread.start()
-        started.wait()
-
-    def submit(self, item) -> None:
-        self.loop.call_soon_threadsafe(self.todo.put_nowait, item)
-
-    def take_unstarted(self) -> list:
+        """Withdraw what no send has picked up yet (for a shutdown)."""
         async def drain():
             unstarted = []
             while not self.todo.empty():
@@ -106,6 +63,7 @@ class AsyncSends(Sends):
     def stop(self) -> None:
         """End the loop; sends still running are abandoned (their leases cover them)."""
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def run(self, count: int, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
@@ -124,11 +82,7 @@ class AsyncSends(Sends):
             try:
                 result = await self.work(item)
             except Exception as exc:
-                result = self.failed(item, exc)
+                # A bug in a send must not kill a worker and strand the job.
+                log.error("a send raised instead of returning an outcome", exc_info=exc)
+                result = self.on_error(item, exc)
             self.done.put((item, result))
-
-
-def sends_for(sender, count: int, work: Callable, work_async: Callable, on_error: Callable) -> Sends:
-    if sender.is_async:
-        return AsyncSends(count, work_async, on_error)
-    return ThreadSends(count, work, on_error)

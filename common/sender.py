@@ -1,7 +1,8 @@
 """Sending one message over HTTP, and reading the answer into an outcome.
 
 The consumer only knows the `Sender` interface, so another gateway or a
-faster HTTP engine fits in behind it without touching the loops.
+faster HTTP engine fits in behind it without touching the loops. Sends are
+coroutines; an engine that blocks runs in the sends' executor.
 """
 
 import email.utils
@@ -51,20 +52,15 @@ class SendResult:
 
 
 class Sender(Protocol):
-    """What a consumer needs of a gateway. A sender with `is_async` True is
-    driven through `send_async` on one asyncio loop, else `send` on threads."""
+    """What a consumer needs of a gateway."""
 
-    is_async: bool
     name: str  # stable across processes and hosts: keys its breaker and pacing in Redis
 
     def probe(self) -> None:
         """Check at start-up that the endpoint answers and takes our credentials."""
 
-    def send(self, message: Message) -> SendResult:
-        """Send one message; never raises for a network or HTTP failure."""
-
-    async def send_async(self, message: Message) -> SendResult:
-        """The same, as a coroutine, for senders with `is_async`."""
+    async def send(self, message: Message) -> SendResult:
+        """Send one message, on the sends' loop; never raises for a network or HTTP failure."""
 
     def close(self) -> None: ...
 
@@ -155,7 +151,6 @@ class HttpSender:
         self.provider = provider
         self.url = provider.url
         self.name = provider.name
-        self.is_async = engine.is_async
 
     def probe(self) -> None:
         try:
@@ -165,14 +160,7 @@ class HttpSender:
         if answer.status in (401, 403):
             raise ConfigError(f"WhatsApp endpoint {self.url} refused our credentials (HTTP {answer.status})")
 
-    def send(self, message: Message) -> SendResult:
-        try:
-            answer = self.engine.post(*self.provider.request(message))
-        except (EngineTimeout, EngineError) as exc:
-            return unanswered(exc)
-        return self.provider.read(answer.status, answer.headers, answer.text)
-
-    async def send_async(self, message: Message) -> SendResult:
+    async def send(self, message: Message) -> SendResult:
         try:
             answer = await self.engine.post(*self.provider.request(message))
         except (EngineTimeout, EngineError) as exc:

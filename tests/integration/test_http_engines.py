@@ -20,19 +20,16 @@ def engine_for(name, url, timeout=2.0):
 
 
 def post_once(engine, key):
-    """One POST, then close the engine; an async engine gets a loop of its own."""
-    if not getattr(engine, "is_async", False):
-        try:
-            return engine.post(BODY, {"Idempotency-Key": key})
-        finally:
+    """One POST on a loop of its own, then close the engine."""
+    async def post():
+        return await engine.post(BODY, {"Idempotency-Key": key})
+    try:
+        return asyncio.run(post())
+    finally:
+        if hasattr(engine, "aclose"):
+            asyncio.run(engine.aclose())
+        else:
             engine.close()
-
-    async def post_and_close():
-        try:
-            return await engine.post(BODY, {"Idempotency-Key": key})
-        finally:
-            await engine.aclose()
-    return asyncio.run(post_and_close())
 
 
 def test_a_post_reaches_the_endpoint_with_its_headers_and_body(name, mock):

@@ -1,5 +1,6 @@
 """The consumer's bookkeeping, with fakeredis, an in-memory table and a scripted sender."""
 
+import asyncio
 import threading
 
 import pytest
@@ -48,14 +49,13 @@ class MemoryTable:
 
 
 class ScriptedSender:
-    is_async = False
     name = "scripted"
 
     def __init__(self, *results):
         self.results = list(results)
         self.sent = []
 
-    def send(self, message):
+    async def send(self, message):
         self.sent.append(message)
         return self.results.pop(0) if len(self.results) > 1 else self.results[0]
 
@@ -63,24 +63,10 @@ class ScriptedSender:
         pass
 
 
-class AsyncScriptedSender(ScriptedSender):
-    """The same script, driven through the asyncio path of the consumer."""
-
-    is_async = True
-
-    async def send_async(self, message):
-        return self.send(message)
-
-
 class RaisingSender(ScriptedSender):
-    def send(self, message):
+    async def send(self, message):
         self.sent.append(message)
         raise RuntimeError("a bug in a sender")
-
-
-@pytest.fixture(params=[ScriptedSender, AsyncScriptedSender], ids=["threads", "asyncio"])
-def scripted(request):
-    return request.param
 
 
 def make_consumer(fake_redis, rows, sender, **overrides):
@@ -102,9 +88,9 @@ def run_until_idle(consumer, cycles=50):
     raise AssertionError("consumer did not settle")
 
 
-def test_sent_rows_are_marked_in_mysql_before_their_job_is_deleted(fake_redis, scripted):
+def test_sent_rows_are_marked_in_mysql_before_their_job_is_deleted(fake_redis):
     consumer, table, queue = make_consumer(fake_redis, {1: "628100000001", 3: "628100000003"},
-                                           scripted(SendResult(Outcome.SENT, 200)))
+                                           ScriptedSender(SendResult(Outcome.SENT, 200)))
     run_until_idle(consumer)
     assert table.status == {1: SENT, 3: SENT}
     assert table.sent_while_queued == [True, True]
@@ -112,9 +98,9 @@ def test_sent_rows_are_marked_in_mysql_before_their_job_is_deleted(fake_redis, s
     consumer.shutdown()
 
 
-def test_a_retry_counts_the_attempt_and_waits(fake_redis, scripted):
+def test_a_retry_counts_the_attempt_and_waits(fake_redis):
     consumer, table, queue = make_consumer(fake_redis, {1: "628100000001"},
-                                           scripted(SendResult(Outcome.RETRY, 500, "HTTP 500")),
+                                           ScriptedSender(SendResult(Outcome.RETRY, 500, "HTTP 500")),
                                            retry_delay=60)
     run_until_idle(consumer)
     assert table.status == {1: PENDING}
@@ -123,8 +109,8 @@ def test_a_retry_counts_the_attempt_and_waits(fake_redis, scripted):
     consumer.shutdown()
 
 
-def test_the_row_fails_after_max_attempts(fake_redis, scripted):
-    sender = scripted(SendResult(Outcome.RETRY, 503, "HTTP 503"))
+def test_the_row_fails_after_max_attempts(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.RETRY, 503, "HTTP 503"))
     consumer, table, queue = make_consumer(fake_redis, {1: "628100000001"}, sender)
     run_until_idle(consumer)
     assert len(sender.sent) == 3
@@ -133,8 +119,8 @@ def test_the_row_fails_after_max_attempts(fake_redis, scripted):
     consumer.shutdown()
 
 
-def test_a_refused_sender_keeps_the_row_pending_and_pauses(fake_redis, scripted):
-    sender = scripted(SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"))
+def test_a_refused_sender_keeps_the_row_pending_and_pauses(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"))
     consumer, table, queue = make_consumer(fake_redis, {1: "628100000001", 3: "628100000003"}, sender)
     run_until_idle(consumer)
     assert table.status == {1: PENDING, 3: PENDING} and table.failures == {}
@@ -144,8 +130,8 @@ def test_a_refused_sender_keeps_the_row_pending_and_pauses(fake_redis, scripted)
     consumer.shutdown()
 
 
-def test_an_invalid_phone_fails_without_a_send(fake_redis, scripted):
-    sender = scripted(SendResult(Outcome.SENT, 200))
+def test_an_invalid_phone_fails_without_a_send(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.SENT, 200))
     consumer, table, _ = make_consumer(fake_redis, {1: "not-a-phone", 3: "628100000003"}, sender)
     run_until_idle(consumer)
     assert [m.row_id for m in sender.sent] == [3]
@@ -153,8 +139,8 @@ def test_an_invalid_phone_fails_without_a_send(fake_redis, scripted):
     consumer.shutdown()
 
 
-def test_a_job_whose_row_is_no_longer_pending_is_dropped_unsent(fake_redis, scripted):
-    sender = scripted(SendResult(Outcome.SENT, 200))
+def test_a_job_whose_row_is_no_longer_pending_is_dropped_unsent(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.SENT, 200))
     consumer, table, queue = make_consumer(fake_redis, {1: "628100000001"}, sender)
     table.status[1] = SENT
     run_until_idle(consumer)
@@ -162,8 +148,8 @@ def test_a_job_whose_row_is_no_longer_pending_is_dropped_unsent(fake_redis, scri
     consumer.shutdown()
 
 
-def test_a_malformed_job_is_rebuilt_from_its_row(fake_redis, scripted):
-    sender = scripted(SendResult(Outcome.SENT, 200))
+def test_a_malformed_job_is_rebuilt_from_its_row(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.SENT, 200))
     consumer, table, _ = make_consumer(fake_redis, {1: "628100000001"}, sender)
     fake_redis.set("job:1", "garbage")
     run_until_idle(consumer)
@@ -171,8 +157,8 @@ def test_a_malformed_job_is_rebuilt_from_its_row(fake_redis, scripted):
     consumer.shutdown()
 
 
-def test_a_2xx_is_kept_in_redis_while_mysql_is_away_and_never_resent(fake_redis, scripted):
-    sender = scripted(SendResult(Outcome.SENT, 200))
+def test_a_2xx_is_kept_in_redis_while_mysql_is_away_and_never_resent(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.SENT, 200))
     consumer, table, queue = make_consumer(fake_redis, {1: "628100000001"}, sender)
     table.down = True
     with pytest.raises(ServiceUnavailable):
@@ -190,8 +176,8 @@ def test_a_2xx_is_kept_in_redis_while_mysql_is_away_and_never_resent(fake_redis,
     successor.shutdown()
 
 
-def test_every_attempt_goes_into_the_history(fake_redis, scripted):
-    sender = scripted(SendResult(Outcome.RETRY, 500, "HTTP 500"), SendResult(Outcome.SENT, 200, message_id="wamid.X"))
+def test_every_attempt_goes_into_the_history(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.RETRY, 500, "HTTP 500"), SendResult(Outcome.SENT, 200, message_id="wamid.X"))
     consumer, table, _ = make_consumer(fake_redis, {1: "628100000001"}, sender)
     run_until_idle(consumer)
     run_until_idle(consumer)
@@ -215,9 +201,9 @@ class GatedSender(ScriptedSender):
         super().__init__(*results)
         self.gate = threading.Event()
 
-    def send(self, message):
-        self.gate.wait(5)
-        return super().send(message)
+    async def send(self, message):
+        await asyncio.to_thread(self.gate.wait, 5)
+        return await super().send(message)
 
 
 def test_a_job_queued_again_while_its_send_is_in_flight_is_not_started_twice(fake_redis):

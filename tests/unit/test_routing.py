@@ -1,5 +1,6 @@
 """Choosing a sender: round-robin, breakers, start-up probes (fakeredis, stub senders)."""
 
+import asyncio
 import time
 
 import pytest
@@ -11,8 +12,6 @@ from common.sender import Outcome, SendResult
 
 
 class StubSender:
-    is_async = False
-
     def __init__(self, name, problem=None):
         self.name = name
         self.problem = problem
@@ -21,11 +20,19 @@ class StubSender:
         if self.problem:
             raise self.problem
 
-    def send(self, message):
+    async def send(self, message):
         return SendResult(Outcome.SENT, 200)
 
     def close(self):
         pass
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def run_reported(route, result, started):
+    return asyncio.run(route.reported(result, started))
 
 
 def pool(fake_redis, *senders, **settings):
@@ -35,16 +42,16 @@ def pool(fake_redis, *senders, **settings):
 
 def test_turns_go_round_the_senders_and_skip_one_whose_breaker_is_open(fake_redis):
     p = pool(fake_redis, StubSender("a"), StubSender("b"), StubSender("c"))
-    assert [p.turn().route.name for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
-    p.routes[1].reported(SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"), time.monotonic())
-    assert [p.turn().route.name for _ in range(4)] == ["a", "c", "c", "a"]
+    assert [run(p.turn()).route.name for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
+    run_reported(p.routes[1], SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"), time.monotonic())
+    assert [run(p.turn()).route.name for _ in range(4)] == ["a", "c", "c", "a"]
     assert p.ready()
 
 
 def test_with_every_breaker_open_there_is_no_turn_and_no_claiming(fake_redis):
     p = pool(fake_redis, StubSender("a"))
-    p.routes[0].reported(SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"), time.monotonic())
-    assert p.turn() is None and not p.ready()
+    run_reported(p.routes[0], SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"), time.monotonic())
+    assert run(p.turn()) is None and not p.ready()
 
 
 def test_a_sender_refusing_us_at_start_up_is_cut_off_while_the_others_start(fake_redis, caplog):
@@ -52,7 +59,7 @@ def test_a_sender_refusing_us_at_start_up_is_cut_off_while_the_others_start(fake
     p.probe()
     assert fake_redis.hget("sender:a:breaker", "state") == "open"
     assert "endpoint a refused our credentials; sending through the other senders" in caplog.text
-    assert {p.turn().route.name for _ in range(3)} == {"b"}
+    assert {run(p.turn()).route.name for _ in range(3)} == {"b"}
 
 
 def test_start_up_fails_only_when_no_sender_can_be_used(fake_redis):
@@ -84,27 +91,30 @@ def test_failures_of_sends_that_began_before_a_success_do_not_open_the_breaker(f
     p = pool(fake_redis, StubSender("a"), breaker_failures=3)
     route = p.routes[0]
     began = time.monotonic()
-    route.reported(SendResult(Outcome.SENT, 200), time.monotonic())
+    run_reported(route, SendResult(Outcome.SENT, 200), time.monotonic())
     for _ in range(5):
-        route.reported(SendResult(Outcome.RETRY, detail="timed out"), began)
+        run_reported(route, SendResult(Outcome.RETRY, detail="timed out"), began)
     assert fake_redis.hget("sender:a:breaker", "state") is None
     for _ in range(3):
-        route.reported(SendResult(Outcome.RETRY, detail="timed out"), time.monotonic())
+        run_reported(route, SendResult(Outcome.RETRY, detail="timed out"), time.monotonic())
     assert fake_redis.hget("sender:a:breaker", "state") == "open"
 
 
-def test_turns_that_find_no_paced_slot_give_their_half_open_trial_back(fake_redis, monkeypatch):
+def test_turns_that_find_no_paced_slot_give_their_half_open_trial_back(fake_redis):
     p = pool(fake_redis, StubSender("a"), rate="1/h", breaker_successes=2, breaker_cooldown=0.05)
-    p.routes[0].reported(SendResult(Outcome.SENDER_DOWN, 401), time.monotonic())
+    run_reported(p.routes[0], SendResult(Outcome.SENDER_DOWN, 401), time.monotonic())
     time.sleep(0.1)
-    assert p.turn().trial  # takes the one slot of the hour
-    monkeypatch.setattr(p.stopping, "wait", lambda _seconds: p.stopping.set())  # the next finds no slot, stops
-    assert p.turn() is None
+    assert run(p.turn()).trial  # takes the one slot of the hour
+
+    async def turn_until_stopped():
+        asyncio.get_running_loop().call_later(0.3, p.stop)  # the next finds no slot until stopped
+        return await p.turn()
+    assert run(turn_until_stopped()) is None
     assert fake_redis.hget("sender:a:breaker", "trials") == "1"  # its trial went back; one is still out
 
 
 class CrashingSender(StubSender):
-    def send(self, message):
+    async def send(self, message):
         raise KeyError("a bug in a sender")
 
 
@@ -113,8 +123,8 @@ def test_a_send_that_raises_is_a_failed_send_its_half_open_breaker_hears_of(fake
     route = p.routes[0]
     route.breaker.record("down", "HTTP 401")
     time.sleep(0.02)
-    turn = p.turn()
+    turn = run(p.turn())
     assert turn is not None and turn.trial
-    result = turn.send(None)
+    result = run(turn.send(None))
     assert result.outcome is Outcome.RETRY and result.detail == "internal error: KeyError"
     assert fake_redis.hget(route.breaker.key, "state") == "open"  # the trial was reported, not left hanging
