@@ -21,7 +21,7 @@ import pymysql
 import redis
 import requests
 
-from common.config import parse_database_url
+from common.settings import parse_database_url
 
 TABLE = "campaign_master_1"
 IDLE_SLEEP = 0.1

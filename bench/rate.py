@@ -22,9 +22,9 @@ from bench.children import Child, stop_all  # noqa: E402
 from bench.run import PROJECT_VARIABLES, resolve_url  # noqa: E402
 from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
 from common.errors import CampaignError  # noqa: E402
-from common.http_engines import ENGINES  # noqa: E402
-from common.mock_whatsapp import MockWhatsApp  # noqa: E402
-from common.pacing import parse_rate  # noqa: E402
+from common.delivery.engines import ENGINES  # noqa: E402
+from common.testing.mock_gateway import MockWhatsApp  # noqa: E402
+from common.delivery.pacing import parse_rate  # noqa: E402
 
 
 def measure(options: dict) -> None:

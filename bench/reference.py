@@ -36,7 +36,7 @@ import urllib3
 import uvloop
 from requests.adapters import HTTPAdapter
 
-from common.config import parse_database_url
+from common.settings import parse_database_url
 
 TABLE = "campaign_master_1"
 PENDING, SENT = 1, 0

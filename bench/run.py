@@ -35,7 +35,7 @@ from bench.scaling import SCALING_PENDING, Checks  # noqa: E402
 from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
 from common.cli import environment_variables  # noqa: E402
 from common.errors import CampaignError, ConfigError  # noqa: E402
-from common.http_engines import ENGINES  # noqa: E402
+from common.delivery.engines import ENGINES  # noqa: E402
 
 ROLES = ["producers.odd", "producers.even", "consumers.odd", "consumers.even"]
 # The project's settings: none may leak in from the caller's environment or .env.

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from bench import BenchFailed
 from bench.children import Child
 from bench.services import BenchDatabase, RedisNamespace
-from common.config import Partition, Settings
-from common.db import CampaignTable
-from common.jobs import Job, JobQueue, connect
-from common.producer import Producer
+from common.settings import Partition, Settings
+from common.store.campaign import CampaignTable
+from common.queue.jobs import Job, JobQueue, connect
+from common.process.producer import Producer
 
 SCALING_PENDING = 1_000
 TRIES = 7  # after one untimed warm-up try

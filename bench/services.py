@@ -13,8 +13,8 @@ from urllib.parse import quote
 import pymysql
 import redis
 
-from common.config import MySQLTarget, parse_database_url
-from common.db import PENDING, SENT, translate_error
+from common.settings import MySQLTarget, parse_database_url
+from common.store.campaign import PENDING, SENT, translate_error
 from common.errors import ConfigError, ServiceUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,11 +9,11 @@ import sys
 
 import click
 
-from common.config import Partition, Settings, check_redis_url, parse_database_url
-from common import providers
+from common.settings import Partition, Settings, check_redis_url, parse_database_url
+from common.delivery import providers
 from common.errors import CampaignError
 from common.logs import configure_logging
-from common.http_engines import ENGINES
+from common.delivery.engines import ENGINES
 
 # Where the campaign is: every command needs these (the roles, status).
 SERVICE_OPTIONS = [

@@ -1,7 +1,7 @@
 """Consumers: `python -m consumers --partition K --of N`, or the odd/even presets."""
 
 from common.cli import CONSUMER_OPTIONS, make_command
-from common.roles import run_consumer
+from common.process.wiring import run_consumer
 
 
 def command(index: int | None = None, of: int | None = None):

@@ -45,10 +45,10 @@ import pymysql
 import redis
 import requests
 
-from common.config import Partition
-from common.db import FAILED, PENDING, SENT
-from common.http_engines import ENGINES
-from common.jobs import JobQueue
+from common.settings import Partition
+from common.store.campaign import FAILED, PENDING, SENT
+from common.delivery.engines import ENGINES
+from common.queue.jobs import JobQueue
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "campaign_master_1"

@@ -21,8 +21,8 @@ import redis
 import requests
 from tqdm import tqdm
 
-from common.config import parse_database_url
-from common.db import CampaignTable
+from common.settings import parse_database_url
+from common.store.campaign import CampaignTable
 from common.errors import CampaignError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,13 +18,13 @@ import pytest
 import redis
 
 from common.cli import environment_variables
-from common.config import MySQLTarget, Partition, Settings, parse_database_url
-from common.consumer import Consumer
-from common.db import CampaignTable
-from common.jobs import JobQueue
-from common.mock_whatsapp import MockWhatsApp
-from common.producer import Producer
-from common.roles import campaign_table, senders_for
+from common.settings import MySQLTarget, Partition, Settings, parse_database_url
+from common.process.consumer import Consumer
+from common.store.campaign import CampaignTable
+from common.queue.jobs import JobQueue
+from common.testing.mock_gateway import MockWhatsApp
+from common.process.producer import Producer
+from common.process.wiring import campaign_table, senders_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/test"

@@ -14,7 +14,7 @@ import sys
 import pytest
 import redis
 
-from common.config import parse_database_url
+from common.settings import parse_database_url
 from tests.conftest import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, ROOT, admin_connection
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from common.db import PENDING, SENT
-from common.sender import MAX_RETRY_AFTER
+from common.store.campaign import PENDING, SENT
+from common.delivery.sender import MAX_RETRY_AFTER
 from tests.conftest import drain, drain_queue, start_role
 from tests.integration.test_processes import stop, wait_for
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from common.http_engines import ENGINES, EngineError, EngineTimeout
+from common.delivery.engines import ENGINES, EngineError, EngineTimeout
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("name", sorted(ENGINES))]
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.db import PENDING
+from common.store.campaign import PENDING
 from tests.conftest import run_role, start_role
 from tests.integration.test_processes import stop, wait_for
 

@@ -3,7 +3,7 @@ tables made by older versions. Every row is sent or fails with a reason."""
 
 import pytest
 
-from common.db import FAILED, PENDING, SENT, Failure
+from common.store.campaign import FAILED, PENDING, SENT, Failure
 from tests.conftest import drain
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.db import PENDING
+from common.store.campaign import PENDING
 from tests.conftest import start_role
 from tests.integration.test_processes import stop, wait_for
 

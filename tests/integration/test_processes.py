@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from common.db import PENDING, SENT
+from common.store.campaign import PENDING, SENT
 from common.errors import EXIT_CONFIG, EXIT_LOCKED, EXIT_UNAVAILABLE
-from common.mock_whatsapp import MockWhatsApp
+from common.testing.mock_gateway import MockWhatsApp
 from tests.conftest import run_role, start_role
 
 pytestmark = pytest.mark.integration

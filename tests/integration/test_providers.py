@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from common.db import PENDING, SENT
-from common.jobs import decode_job
+from common.store.campaign import PENDING, SENT
+from common.queue.jobs import decode_job
 from tests.conftest import drain_queue
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from common.db import PENDING
+from common.store.campaign import PENDING
 from tests.conftest import start_role
 from tests.integration.test_outages import free_port, start_redis
 from tests.integration.test_processes import stop, wait_for

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from common.db import FAILED, PENDING, SENT
+from common.store.campaign import FAILED, PENDING, SENT
 from tests.conftest import drain, drain_queue
 
 pytestmark = pytest.mark.integration

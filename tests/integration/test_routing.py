@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from common.db import PENDING, SENT
-from common.mock_whatsapp import MockWhatsApp
-from common.pacing import Pacer
+from common.store.campaign import PENDING, SENT
+from common.testing.mock_gateway import MockWhatsApp
+from common.delivery.pacing import Pacer
 from tests.conftest import drain_queue, start_role
 from tests.integration.test_processes import stop, wait_for
 

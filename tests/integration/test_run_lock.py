@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from common.db import SENT
+from common.store.campaign import SENT
 from common.errors import EXIT_LOCKED
 from tests.conftest import run_role, start_role
 from tests.integration.test_processes import stop, wait_for

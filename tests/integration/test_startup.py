@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from common.db import SENT
+from common.store.campaign import SENT
 from common.errors import EXIT_CONFIG, EXIT_UNAVAILABLE
 from tests.conftest import database_url, run_role, start_role
 from tests.integration.test_processes import one_line_failure, wait_for

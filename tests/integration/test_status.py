@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from common.db import FAILED, PENDING, SENT
-from common.pause import set_paused
-from common.config import Partition
+from common.store.campaign import FAILED, PENDING, SENT
+from common.queue.pause import set_paused
+from common.settings import Partition
 from tests.conftest import ROOT, drain, drain_queue, run_role, start_role
 from tests.integration.test_processes import ROLES, stop, wait_for
 
@@ -111,7 +111,7 @@ def test_status_against_an_unreachable_redis_is_one_line_and_exit_3(campaign, ro
 
 
 def test_jobs_claimed_before_a_pause_are_not_sent_until_resumed(campaign, build, mock, real_redis, monkeypatch):
-    monkeypatch.setattr("common.pause.CHECK_EVERY", 0.0)
+    monkeypatch.setattr("common.queue.pause.CHECK_EVERY", 0.0)
     producer, consumer = build
     ids = [i for i in campaign.add(20) if i % 2 == 1]
     producer().loop()

@@ -12,7 +12,7 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from common.db import FAILED, PENDING
+from common.store.campaign import FAILED, PENDING
 from tests.conftest import run_role, start_role
 from tests.integration.test_processes import stop
 

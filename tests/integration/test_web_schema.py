@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from common.openapi import document
+from common.ops.openapi import document
 from tests.integration.test_web import AUTH, web  # noqa: F401  (the service as a process)
 
 pytestmark = pytest.mark.integration

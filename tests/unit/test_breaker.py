@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from common import breaker as breaker_module
-from common.breaker import Breaker, BreakerPolicy
+from common.delivery import breaker as breaker_module
+from common.delivery.breaker import Breaker, BreakerPolicy
 
 POLICY = BreakerPolicy(failures=3, cooldown=0.2, successes=2, trial_timeout=5)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from common.config import MySQLTarget, Partition, Settings, identifier, parse_database_url, redact_url
+from common.settings import MySQLTarget, Partition, Settings, identifier, parse_database_url, redact_url
 from common.errors import ConfigError
 
 TARGET = MySQLTarget("127.0.0.1", 3306, "u", "p", "db")

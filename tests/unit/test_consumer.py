@@ -5,12 +5,12 @@ import threading
 
 import pytest
 
-from common.config import MySQLTarget, Partition, Settings
-from common.consumer import Consumer
-from common.db import FAILED, PENDING, SENT, Row
-from common.jobs import Job, JobQueue, decode_job
+from common.settings import MySQLTarget, Partition, Settings
+from common.process.consumer import Consumer
+from common.store.campaign import FAILED, PENDING, SENT, Row
+from common.queue.jobs import Job, JobQueue, decode_job
 from common.errors import ServiceUnavailable
-from common.sender import Outcome, SendResult
+from common.delivery.sender import Outcome, SendResult
 
 
 class MemoryTable:

@@ -8,12 +8,12 @@ from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from common import providers
-from common.consumer import retry_delay
-from common.db import as_text, storable
-from common.jobs import MAX_ATTEMPTS_KEPT, decode_job
+from common.delivery import providers
+from common.process.consumer import retry_delay
+from common.store.campaign import as_text, storable
+from common.queue.jobs import MAX_ATTEMPTS_KEPT, decode_job
 from common.phones import InvalidPhone, normalise_phone
-from common.sender import MAX_RETRY_AFTER, MESSAGE_ID_LENGTH, Outcome, SendResult, parse_retry_after
+from common.delivery.sender import MAX_RETRY_AFTER, MESSAGE_ID_LENGTH, Outcome, SendResult, parse_retry_after
 from tests.unit.test_providers import settings as provider_settings
 
 json_values = st.recursive(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from common.ingest import BadMessage, IngestRules, parse_body, parse_messages
+from common.store.ingest import BadMessage, IngestRules, parse_body, parse_messages
 
 RULES = IngestRules({"column2"}, "hello_world", None)
 

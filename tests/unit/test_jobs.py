@@ -5,9 +5,9 @@ import time
 import pytest
 import redis
 
-from common.config import Partition
+from common.settings import Partition
 from common.errors import ConfigError, ServiceUnavailable
-from common.jobs import Job, JobQueue, decode_job
+from common.queue.jobs import Job, JobQueue, decode_job
 
 
 def queue(client, index=1, of=2, prefix=""):
@@ -160,7 +160,7 @@ def test_extend_only_renews_leases_that_are_still_ours(fake_redis):
 
 def test_leases_and_due_times_are_on_redis_clock_whatever_the_host_clock_says(fake_redis, monkeypatch):
     q = queue(fake_redis)
-    monkeypatch.setattr("common.jobs.now_ms", lambda: 0)  # a host clock far behind Redis's
+    monkeypatch.setattr("common.queue.jobs.now_ms", lambda: 0)  # a host clock far behind Redis's
     q.enqueue([Job(1, "628100000001")])
     redis_now = int(fake_redis.time()[0]) * 1000
     assert abs(fake_redis.zscore(q.due_key, "1") - redis_now) < 2000

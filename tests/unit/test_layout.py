@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from common.config import Partition
+from common.settings import Partition
 from common.errors import ConfigError
-from common.heartbeat import ALIVE_FOR, Heartbeat, check_layout, index_key
+from common.queue.heartbeat import ALIVE_FOR, Heartbeat, check_layout, index_key
 
 
 def beat_as(client, pid: int, role: str, partition: str, age: float = 0.0) -> None:

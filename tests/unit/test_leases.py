@@ -4,9 +4,9 @@ import time
 
 import redis
 
-from common.jobs import Job, JobQueue, Lease, now_ms
-from common.config import Partition
-from common.leases import LeaseKeeper
+from common.queue.jobs import Job, JobQueue, Lease, now_ms
+from common.settings import Partition
+from common.queue.leases import LeaseKeeper
 
 
 def test_time_left_on_a_lease_is_read_on_redis_clock_not_the_hosts():

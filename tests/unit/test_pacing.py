@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from common.config import MySQLTarget, Partition, Settings
+from common.settings import MySQLTarget, Partition, Settings
 from common.errors import ConfigError
-from common.pacing import SendWindow, parse_rate
+from common.delivery.pacing import SendWindow, parse_rate
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 

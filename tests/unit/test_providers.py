@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from common import providers
-from common.config import MySQLTarget, Partition, Settings
+from common.delivery import providers
+from common.settings import MySQLTarget, Partition, Settings
 from common.errors import ConfigError
-from common.providers.gowa import TIMELOCK_DELAY
-from common.sender import Message, Outcome
+from common.delivery.providers.gowa import TIMELOCK_DELAY
+from common.delivery.sender import Message, Outcome
 
 MESSAGE = Message(7, "628100000007", "campaign_master_1:7")
 

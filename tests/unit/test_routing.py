@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from common.config import MySQLTarget, Partition, Settings
+from common.settings import MySQLTarget, Partition, Settings
 from common.errors import ConfigError, ServiceUnavailable
-from common.routing import SenderPool, breaker_outcome
-from common.sender import Outcome, SendResult
+from common.delivery.routing import SenderPool, breaker_outcome
+from common.delivery.sender import Outcome, SendResult
 
 
 class StubSender:

@@ -6,9 +6,9 @@ import logging
 import fakeredis
 import pytest
 
-from common.config import Partition
+from common.settings import Partition
 from common.errors import LockHeld
-from common.run_lock import RunLock
+from common.queue.run_lock import RunLock
 
 KEY = "lock:consumer:2:1"
 

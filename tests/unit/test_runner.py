@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from common import runner
+from common.process import driver as runner
 from common.errors import ConfigError, LockHeld, ServiceUnavailable
-from common.runner import Driver
+from common.process.driver import Driver
 
 
 class IdleRole:

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from common.providers.webhook import Webhook
-from common.providers._text import Content
-from common.sender import Message, Outcome, classify, parse_retry_after
+from common.delivery.providers.webhook import Webhook
+from common.delivery.providers._text import Content
+from common.delivery.sender import Message, Outcome, classify, parse_retry_after
 
 
 @pytest.mark.parametrize("status,outcome", [

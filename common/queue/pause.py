@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from common.config import Partition
+from common.settings import Partition
 
 log = logging.getLogger(__name__)
 

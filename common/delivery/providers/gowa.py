@@ -7,10 +7,10 @@ for a while: the row waits a long time instead of being tried again soon.
 import base64
 
 from common.errors import ConfigError
-from common.providers._json import dumps
-from common.providers._names import address
-from common.providers._text import Content, content_of
-from common.sender import Message, Outcome, SendResult, classify, message_id, parsed
+from common.delivery.providers._json import dumps
+from common.delivery.providers._names import address
+from common.delivery.providers._text import Content, content_of
+from common.delivery.sender import Message, Outcome, SendResult, classify, message_id, parsed
 
 TIMELOCK_DELAY = 3600.0  # seconds a timelocked row waits before its next try
 

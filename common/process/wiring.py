@@ -1,17 +1,18 @@
 """Wiring: Settings → the parts of a producer or consumer → the driver."""
 
-from common import metrics, providers
-from common.config import Settings
-from common.consumer import Consumer
-from common.db import CampaignTable
+from common import metrics
+from common.delivery import providers
+from common.settings import Settings
+from common.process.consumer import Consumer
+from common.store.campaign import CampaignTable
 from common.errors import ConfigError
-from common.heartbeat import Heartbeat, check_layout
-from common.http_engines import ENGINES
-from common.jobs import JobQueue, connect
-from common.producer import Producer
-from common.run_lock import RunLock
-from common.runner import Driver
-from common.sender import HttpSender
+from common.queue.heartbeat import Heartbeat, check_layout
+from common.delivery.engines import ENGINES
+from common.queue.jobs import JobQueue, connect
+from common.process.producer import Producer
+from common.queue.run_lock import RunLock
+from common.process.driver import Driver
+from common.delivery.sender import HttpSender
 
 
 def campaign_table(settings: Settings) -> CampaignTable:

@@ -1,10 +1,10 @@
 """The generic webhook: the original system's JSON body to one URL, with an
 optional bearer token; any 2xx is sent."""
 
-from common.providers._json import dumps
-from common.providers._names import address
-from common.providers._text import Content, content_of
-from common.sender import Message, classify
+from common.delivery.providers._json import dumps
+from common.delivery.providers._names import address
+from common.delivery.providers._text import Content, content_of
+from common.delivery.sender import Message, classify
 
 
 class Webhook:

@@ -5,9 +5,9 @@ throttling, bad recipients and a paused template all with 4xx or 5xx.
 """
 
 from common.errors import ConfigError
-from common.providers._json import dumps
-from common.providers._text import Content, content_of
-from common.sender import DETAIL_LENGTH, Message, Outcome, SendResult, classify, header, parse_retry_after, parsed
+from common.delivery.providers._json import dumps
+from common.delivery.providers._text import Content, content_of
+from common.delivery.sender import DETAIL_LENGTH, Message, Outcome, SendResult, classify, header, parse_retry_after, parsed
 
 RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
 ROW_FAILED_CODES = {131026, 100, 131047, 131030, 132000, 132001, 132012}

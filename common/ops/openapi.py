@@ -4,7 +4,7 @@ It names every answer a route gives, with its content type and schema, and
 the request bodies say all the service accepts: anything else is a 400.
 tests/integration/test_web_schema.py holds the service to it."""
 
-from common.ingest import IDEMPOTENCY_KEY, MAX_BATCH, MAX_VALUE_LENGTH
+from common.store.ingest import IDEMPOTENCY_KEY, MAX_BATCH, MAX_VALUE_LENGTH
 
 MESSAGE = {
     "type": "object",

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
-from common import providers
-from common.http_engines import ENGINES
-from common.pacing import SendWindow, parse_rate
+from common.delivery import providers
+from common.delivery.engines import ENGINES
+from common.delivery.pacing import SendWindow, parse_rate
 from common.phones import check_region
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")

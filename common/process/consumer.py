@@ -1,6 +1,6 @@
 """The consumer: claimed job → send → record, for one partition.
 
-Sends run as coroutines on one asyncio loop (common.send_workers) and stream:
+Sends run as coroutines on one asyncio loop (common.delivery.workers) and stream:
 a new send starts as soon as one ends, never waiting for the slowest of a
 batch. Bookkeeping is batched: one MySQL update and one Redis round trip for
 all the sends that ended in the last RECORD_EVERY seconds.
@@ -20,16 +20,16 @@ import time
 from collections import Counter
 
 from common import metrics
-from common.config import Settings
-from common.db import Attempt, CampaignTable, Failure, Row, RowRejected, idempotency_key
+from common.settings import Settings
+from common.store.campaign import Attempt, CampaignTable, Failure, Row, RowRejected, idempotency_key
 from common.errors import ServiceUnavailable
-from common.jobs import Claim, Job, JobQueue
-from common.leases import LeaseKeeper
-from common.pause import PauseSwitch
+from common.queue.jobs import Claim, Job, JobQueue
+from common.queue.leases import LeaseKeeper
+from common.queue.pause import PauseSwitch
 from common.phones import InvalidPhone, mask_phone, normalise_phone
-from common.routing import SenderPool
-from common.send_workers import Sends
-from common.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, SendResult
+from common.delivery.routing import SenderPool
+from common.delivery.workers import Sends
+from common.delivery.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, SendResult
 
 log = logging.getLogger(__name__)
 

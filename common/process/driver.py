@@ -18,8 +18,8 @@ import time
 from contextlib import contextmanager
 
 from common.errors import LockHeld, ServiceUnavailable
-from common.heartbeat import Heartbeat
-from common.run_lock import RunLock
+from common.queue.heartbeat import Heartbeat
+from common.queue.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import pymysql
 
-from common.config import MySQLTarget, identifier
+from common.settings import MySQLTarget, identifier
 from common.errors import CampaignError, ConfigError, ServiceUnavailable
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import threading
 
 from common import metrics
 from common.errors import ServiceUnavailable
-from common.jobs import JobQueue, Lease, now_ms
+from common.queue.jobs import JobQueue, Lease, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from common.config import IDENTIFIER
+from common.settings import IDENTIFIER
 from common.phones import InvalidPhone, normalise_phone
 
 MAX_BATCH = 10_000

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.errors import ConfigError, ServiceUnavailable
-from common.http_engines import EngineError, EngineTimeout, HttpEngine
+from common.delivery.engines import EngineError, EngineTimeout, HttpEngine
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """WAHA (WhatsApp HTTP API): POST {url}/api/sendText with X-Api-Key."""
 
 from common.errors import ConfigError
-from common.providers._json import dumps
-from common.providers._names import address
-from common.providers._text import Content, content_of
-from common.sender import Message, Outcome, SendResult, classify, message_id, parsed
+from common.delivery.providers._json import dumps
+from common.delivery.providers._names import address
+from common.delivery.providers._text import Content, content_of
+from common.delivery.sender import Message, Outcome, SendResult, classify, message_id, parsed
 
 
 class Waha:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import redis
 
-from common.config import Partition
+from common.settings import Partition
 from common.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ import time
 
 import redis
 
-from common.breaker import STALE, Breaker, BreakerPolicy
+from common.delivery.breaker import STALE, Breaker, BreakerPolicy
 from common.errors import ConfigError, ServiceUnavailable
-from common.pacing import Pacer
-from common.sender import Message, Outcome, Sender, SendResult
+from common.delivery.pacing import Pacer
+from common.delivery.sender import Message, Outcome, Sender, SendResult
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""What operators use: the status snapshot and command, the web service and its API document."""
