@@ -24,7 +24,7 @@ from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
 from common.errors import CampaignError  # noqa: E402
 from common.delivery.engines import ENGINES  # noqa: E402
 from common.testing.mock_gateway import MockWhatsApp  # noqa: E402
-from common.delivery.pacing import parse_rate  # noqa: E402
+from common.timing import parse_rate  # noqa: E402
 
 
 def measure(options: dict) -> None:

@@ -9,11 +9,9 @@ import sys
 
 import click
 
-from common.settings import Partition, Settings, check_redis_url, parse_database_url
-from common.delivery import providers
+from common.settings import ENGINE_NAMES, PROVIDER_NAMES, Partition, Settings, check_redis_url, parse_database_url
 from common.errors import CampaignError
 from common.logs import configure_logging
-from common.delivery.engines import ENGINES
 
 # Where the campaign is: every command needs these (the roles, status).
 SERVICE_OPTIONS = [
@@ -119,14 +117,14 @@ CONSUMER_OPTIONS = [
                  show_envvar=True, show_default=True,
                  help="Seconds a request may take in all: connect, send and the whole answer (a trickling "
                       "answer is cut off). A graceful stop waits at most this long for sends in flight."),
-    click.option("--http-engine", envvar="HTTP_ENGINE", type=click.Choice(sorted(ENGINES)),
+    click.option("--http-engine", envvar="HTTP_ENGINE", type=click.Choice(ENGINE_NAMES),
                  default="requests", show_envvar=True, show_default=True,
                  help="HTTP client. requests honours HTTPS_PROXY; urllib3 and aiohttp ignore proxies and "
                       "need about 1/2 and 1/5 of its CPU per send (aiohttp: one asyncio loop, no thread "
                       "per send). Use aiohttp when sending thousands of messages a second."),
     click.option("--retry-delay", envvar="RETRY_DELAY", type=float, default=5.0, show_envvar=True,
                  show_default=True, help="First retry after this many seconds, doubling per attempt (with jitter)."),
-    click.option("--provider", envvar="WHATSAPP_PROVIDER", type=click.Choice(providers.names()), default="webhook",
+    click.option("--provider", envvar="WHATSAPP_PROVIDER", type=click.Choice(PROVIDER_NAMES), default="webhook",
                  show_envvar=True, show_default=True,
                  help="Gateway dialect: webhook (POST to WHATSAPP_URL), meta (Cloud API), waha, gowa "
                       "(WHATSAPP_URL is then the gateway's base URL)."),

@@ -11,10 +11,13 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
-from common.delivery import providers
-from common.delivery.engines import ENGINES
-from common.delivery.pacing import SendWindow, parse_rate
+from common.timing import SendWindow, parse_rate
 from common.phones import check_region
+
+# The HTTP engines and gateway dialects by name: settings check the names
+# without importing the HTTP clients (tests hold these to common.delivery).
+ENGINE_NAMES = ("aiohttp", "requests", "urllib3")
+PROVIDER_NAMES = ("gowa", "meta", "waha", "webhook")
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -210,8 +213,8 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
-        if self.http_engine not in ENGINES:
-            raise ConfigError(f"HTTP_ENGINE must be one of {', '.join(ENGINES)}, got {self.http_engine!r}")
+        if self.http_engine not in ENGINE_NAMES:
+            raise ConfigError(f"HTTP_ENGINE must be one of {', '.join(ENGINE_NAMES)}, got {self.http_engine!r}")
         try:
             object.__setattr__(self, "default_region", check_region(self.default_region))
         except ValueError as exc:
@@ -222,8 +225,8 @@ class Settings:
             if name is not None:
                 identifier(name, what)
         placeholders(self.text)  # fails with one line on a placeholder that is not a column name
-        if self.provider not in providers.names():
-            raise ConfigError(f"WHATSAPP_PROVIDER must be one of {', '.join(providers.names())}, got {self.provider!r}")
+        if self.provider not in PROVIDER_NAMES:
+            raise ConfigError(f"WHATSAPP_PROVIDER must be one of {', '.join(PROVIDER_NAMES)}, got {self.provider!r}")
         if self.retry_delay < 0 or self.jitter < 0:
             raise ConfigError(f"retry delay and jitter must not be negative, got {self.retry_delay}, {self.jitter}")
         # Leases are renewed every third of a lease while a job is held, so

@@ -25,19 +25,12 @@ from common.delivery.breaker import STALE, Breaker, BreakerPolicy
 from common.errors import ConfigError, ServiceUnavailable
 from common.delivery.pacing import Pacer
 from common.delivery.sender import Message, Outcome, Sender, SendResult
+from common.queue import keys
 
 log = logging.getLogger(__name__)
 
 MAX_NAP = 0.25  # longest sleep between asks for a turn, so a stop is seen soon
 REFUSED_PAUSE = 1.0  # seconds without claims after a turn found no sender allowed
-
-
-def senders_key(prefix: str) -> str:
-    return f"{prefix}senders"
-
-
-def breaker_key(prefix: str, name: str) -> str:
-    return f"{prefix}sender:{name}:breaker"
 
 
 def breaker_outcome(result: SendResult) -> str:
@@ -140,15 +133,15 @@ class SenderPool:
                                trial_timeout=2 * settings.request_timeout + 1)
         routes = []
         for sender, rate in zip(senders, settings.sender_rates(len(senders))):
-            pace_key = f"{settings.key_prefix}sender:{sender.name}:pace"
+            pace_key = keys.pace(settings.key_prefix, sender.name)
             pacer = Pacer(client, pace_key, rate, settings.jitter) if rate or settings.jitter else None
-            breaker = Breaker(client, breaker_key(settings.key_prefix, sender.name), sender.name, policy)
+            breaker = Breaker(client, keys.breaker(settings.key_prefix, sender.name), sender.name, policy)
             routes.append(Route(sender, breaker, pacer))
         names = [route.name for route in routes]
         if len(set(names)) < len(names):
             raise ConfigError(f"two senders have the same name ({', '.join(names)}): give each its own "
                               "URL, session, phone number id or user")
-        return cls(routes, client, senders_key(settings.key_prefix))
+        return cls(routes, client, keys.senders(settings.key_prefix))
 
     def probe(self) -> None:
         """At start-up: fail only when no sender can be used; open the breaker of any that refuses us."""

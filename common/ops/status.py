@@ -27,9 +27,9 @@ from common.settings import Partition, check_redis_url, identifier, parse_databa
 from common.store.campaign import FAILED, PENDING, SENT, CampaignTable
 from common.errors import CampaignError, ServiceUnavailable
 from common.queue.heartbeat import live_processes
-from common.queue.jobs import RATE_BUCKET, JobQueue, connect, now_ms, per_minute_key, sent_at_prefix
-from common.queue.pause import pause_key, set_paused
-from common.delivery.routing import breaker_key, senders_key
+from common.queue import keys
+from common.queue.jobs import RATE_BUCKET, JobQueue, connect, now_ms
+from common.queue.pause import set_paused
 
 CHART_MINUTES = 60  # minutes of send history in the snapshot (the dashboard's chart)
 RATE_BUCKETS = 6  # the current bucket and the five before it: about the last minute
@@ -67,11 +67,11 @@ def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partiti
                    processes: list[dict]) -> dict:
     queue = JobQueue(client, partition, prefix)
     current = int(time.time()) // RATE_BUCKET
-    buckets = [f"{sent_at_prefix(prefix, partition)}{b}" for b in range(current - RATE_BUCKETS + 1, current + 1)]
+    buckets = [f"{keys.sent_at_prefix(prefix, partition)}{b}" for b in range(current - RATE_BUCKETS + 1, current + 1)]
     pipe = client.pipeline(transaction=False)
     client.register_script(DUE_COUNTS)(keys=[queue.due_key, queue.leased_key], client=pipe)
     pipe.mget(buckets)
-    pipe.exists(pause_key(prefix, partition))
+    pipe.exists(keys.paused(prefix, partition))
     pipe.hmget(queue.stats_key, ["retried", "reclaimed"])
     pipe.get(queue.sending_since_key)
     (ready, waiting_retry), sent_counts, paused, (retried, reclaimed), since = pipe.execute()
@@ -100,15 +100,15 @@ def sent_per_minute(client: redis.Redis, prefix: str, of: int, minutes: int = CH
     wanted = [str(m) for m in range(now - minutes + 1, now + 1)]
     pipe = client.pipeline(transaction=False)
     for k in range(of):
-        pipe.hmget(per_minute_key(prefix, Partition(k, of)), wanted)
+        pipe.hmget(keys.sent_per_minute(prefix, Partition(k, of)), wanted)
     totals = [sum(int(v or 0) for v in values) for values in zip(*pipe.execute())]
     return [{"minute": int(m) * 60, "sent": sent} for m, sent in zip(wanted, totals)]
 
 
 def breaker_views(client: redis.Redis, prefix: str) -> list[dict]:
     views = []
-    for name in sorted(client.smembers(senders_key(prefix))):
-        state = client.hgetall(breaker_key(prefix, name))
+    for name in sorted(client.smembers(keys.senders(prefix))):
+        state = client.hgetall(keys.breaker(prefix, name))
         view = {"name": name, "state": state.get("state", "closed"), "reason": state.get("reason")}
         if view["state"] == "open":
             view["opens_for_trial_in"] = max(int(state.get("until", 0)) - now_ms(), 0) / 1000
@@ -122,7 +122,7 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) ->
     try:
         processes = live_processes(client, prefix)
         partitions = [partition_view(counts[k], client, prefix, Partition(k, of), processes) for k in range(of)]
-        paused = bool(client.exists(pause_key(prefix, None)))
+        paused = bool(client.exists(keys.paused(prefix)))
         senders = breaker_views(client, prefix)
         history = sent_per_minute(client, prefix, of)
     except redis.RedisError as exc:

@@ -11,6 +11,7 @@ from typing import Callable
 import redis
 
 from common.errors import ConfigError, ServiceUnavailable
+from common.queue import keys
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +20,11 @@ ALIVE_FOR = 15.0  # a process not heard from for this long is no longer listed
 FORGET_AFTER = 3600.0  # index entries older than this are removed
 
 
-def index_key(prefix: str) -> str:
-    return f"{prefix}processes"
-
-
 class Heartbeat:
     def __init__(self, client: redis.Redis, prefix: str, role: str, partition):
         self.client = client
-        self.index = index_key(prefix)
-        self.key = f"{prefix}process:{socket.gethostname()}:{os.getpid()}:{role}"
+        self.index = keys.processes(prefix)
+        self.key = keys.process(prefix, socket.gethostname(), os.getpid(), role)
         self.identity = {"role": role, "partition": str(partition), "host": socket.gethostname(),
                          "pid": os.getpid(), "started": round(time.time(), 3)}
         self.next_beat = 0.0
@@ -59,9 +56,9 @@ class Heartbeat:
 
 def live_processes(client: redis.Redis, prefix: str) -> list[dict]:
     """Processes heard from in the last ALIVE_FOR seconds, oldest first."""
-    keys = client.zrangebyscore(index_key(prefix), time.time() - ALIVE_FOR, "+inf")
+    found = client.zrangebyscore(keys.processes(prefix), time.time() - ALIVE_FOR, "+inf")
     pipe = client.pipeline(transaction=False)
-    for key in keys:
+    for key in found:
         pipe.hgetall(key)
     return [values for values in pipe.execute() if values]
 

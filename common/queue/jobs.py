@@ -1,22 +1,12 @@
 """The Redis side: queued jobs, their leases and the counters a status command reads.
 
-Keys (with the optional KEY_PREFIX in front):
-  job:<id>        the job's payload, set with SET NX so a row is queued once
-  due:<N>:<K>     sorted set of partition K of N: member = row id, score = the
-                  time (ms) the job may next be claimed
-  leased:<N>:<K>  hash: row id -> lease end, for jobs claimed and not yet
-                  finished or put back; a claim finding its row here is a reclaim
-  stats:<N>:<K>   hash of counters: sent, failed, retried, dropped, reclaimed
-  sent_at:<N>:<K>:<t>  rows sent in the RATE_BUCKET seconds from t * RATE_BUCKET
-  sent_per_minute:<N>:<K>  hash: minute (unix time // 60) -> rows sent in it
-  sending_since:<N>:<K>  time (ms) sends began, kept while sends go on and
-                  gone after a minute without one: the send rate of a run
-                  younger than a minute is taken over its own age
+Key names are in common.queue.keys.
 
 Claiming a job moves its score to now + lease, so a job whose consumer died
 becomes due again by itself. "Now" is always Redis's clock (TIME inside the
-scripts), so hosts whose clocks disagree still agree on who holds a lease. Consumers only read their partition's sorted set,
-never scan keys, so other data in the same Redis costs nothing.
+scripts), so hosts whose clocks disagree still agree on who holds a lease.
+Consumers only read their partition's sorted set, never scan keys, so other
+data in the same Redis costs nothing.
 """
 
 import json
@@ -26,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import redis
 
+from common.queue import keys
 from common.settings import Partition
 from common.errors import ConfigError, ServiceUnavailable
 
@@ -120,16 +111,6 @@ return extended
 RATE_BUCKET = 10  # seconds per bucket of the sent counts behind the send rate
 
 
-def sent_at_prefix(prefix: str, partition: Partition) -> str:
-    """Keys `sent_at:<N>:<K>:<unix time // RATE_BUCKET>` count sends per bucket."""
-    return f"{prefix}sent_at:{partition.of}:{partition.index}:"
-
-
-def per_minute_key(prefix: str, partition: Partition) -> str:
-    """Hash of rows sent per minute (field: unix time // 60), kept a day: the dashboard's rate chart."""
-    return f"{prefix}sent_per_minute:{partition.of}:{partition.index}"
-
-
 MAX_ATTEMPTS_KEPT = 1_000_000  # a larger count read back from Redis is not ours; any max attempts is below it
 
 
@@ -220,14 +201,14 @@ class JobQueue:
     def __init__(self, client: redis.Redis, partition: Partition, prefix: str = ""):
         self.redis = client
         self.partition = partition
-        self.job_prefix = f"{prefix}job:"
-        self.due_key = f"{prefix}due:{partition.of}:{partition.index}"
-        self.leased_key = f"{prefix}leased:{partition.of}:{partition.index}"
-        self.stats_key = f"{prefix}stats:{partition.of}:{partition.index}"
-        self.scan_key = f"{prefix}scanned:{partition.of}:{partition.index}"
-        self.sent_at_prefix = sent_at_prefix(prefix, partition)
-        self.per_minute_key = per_minute_key(prefix, partition)
-        self.sending_since_key = f"{prefix}sending_since:{partition.of}:{partition.index}"
+        self.job_prefix = keys.job_prefix(prefix)
+        self.due_key = keys.due(prefix, partition)
+        self.leased_key = keys.leased(prefix, partition)
+        self.stats_key = keys.stats(prefix, partition)
+        self.scan_key = keys.scanned(prefix, partition)
+        self.sent_at_prefix = keys.sent_at_prefix(prefix, partition)
+        self.per_minute_key = keys.sent_per_minute(prefix, partition)
+        self.sending_since_key = keys.sending_since(prefix, partition)
         self._enqueue = client.register_script(ENQUEUE)
         self._claim = client.register_script(CLAIM)
         self._reschedule = client.register_script(RESCHEDULE)

@@ -7,6 +7,7 @@ import time
 
 import redis
 
+from common.queue import keys
 from common.settings import Partition
 
 log = logging.getLogger(__name__)
@@ -14,12 +15,8 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = 1.0  # seconds a read of the pause keys is trusted
 
 
-def pause_key(prefix: str, partition: Partition | None) -> str:
-    return f"{prefix}paused" if partition is None else f"{prefix}paused:{partition.of}:{partition.index}"
-
-
 def set_paused(client: redis.Redis, prefix: str, partition: Partition | None, paused: bool) -> None:
-    key = pause_key(prefix, partition)
+    key = keys.paused(prefix, partition)
     if paused:
         client.set(key, round(time.time(), 3))
     else:
@@ -31,7 +28,7 @@ class PauseSwitch:
 
     def __init__(self, client: redis.Redis, prefix: str, partition: Partition):
         self.client = client
-        self.keys = [pause_key(prefix, None), pause_key(prefix, partition)]
+        self.keys = [keys.paused(prefix), keys.paused(prefix, partition)]
         self.paused = False
         self.checked = float("-inf")
 

@@ -12,6 +12,7 @@ import time
 import redis
 
 from common.errors import LockHeld, ServiceUnavailable
+from common.queue import keys
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def describe_holder(token: str | None) -> str:
 class RunLock:
     def __init__(self, client: redis.Redis, prefix: str, role: str, partition):
         self.client = client
-        self.key = f"{prefix}lock:{role}:{partition.of}:{partition.index}"
+        self.key = keys.run_lock(prefix, role, partition)
         self.what = f"{role} for partition {partition}"
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._renew = client.register_script(RENEW)

@@ -6,14 +6,15 @@ import pytest
 
 from common.settings import Partition
 from common.errors import ConfigError
-from common.queue.heartbeat import ALIVE_FOR, Heartbeat, check_layout, index_key
+from common.queue import keys
+from common.queue.heartbeat import ALIVE_FOR, Heartbeat, check_layout
 
 
 def beat_as(client, pid: int, role: str, partition: str, age: float = 0.0) -> None:
     """The heartbeat another process (another pid on another host) left `age` seconds ago."""
     key = f"process:otherhost:{pid}:{role}"
     client.hset(key, mapping={"role": role, "partition": partition, "host": "otherhost", "pid": pid})
-    client.zadd(index_key(""), {key: time.time() - age})
+    client.zadd(keys.processes(""), {key: time.time() - age})
 
 
 def test_live_processes_with_another_partition_count_refuse_the_start(fake_redis):

@@ -8,7 +8,7 @@ import pytest
 
 from common.settings import MySQLTarget, Partition, Settings
 from common.errors import ConfigError
-from common.delivery.pacing import SendWindow, parse_rate
+from common.timing import SendWindow, parse_rate
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
