@@ -39,8 +39,12 @@ class Stop:
 
 def body(phone: str) -> dict:
     """The original system's request body."""
-    return {"messaging_product": "whatsapp", "to": phone, "type": "template",
-            "template": {"name": "hello_world", "language": {"code": "en_US"}}}
+    return {
+        "messaging_product": "whatsapp",
+        "to": phone,
+        "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}},
+    }
 
 
 @click.command()
@@ -56,29 +60,40 @@ def main(database_url, redis_url, whatsapp_url, key_prefix, batch_size, partitio
     """Send the pending rows of one partition the seed's way until SIGTERM."""
     stop = Stop()
     target = parse_database_url(database_url)
-    connection = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                                 database=target.database, unix_socket=target.unix_socket, autocommit=True)
+    connection = pymysql.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        database=target.database,
+        unix_socket=target.unix_socket,
+        autocommit=True,
+    )
     cursor = connection.cursor()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     session = requests.Session()
     post_ms = []
     while not stop.requested:
-        cursor.execute(f"SELECT id, column1 FROM {TABLE} WHERE column3 = 1 AND id %% %s = %s ORDER BY id LIMIT %s",
-                       (of, partition, batch_size))
+        cursor.execute(
+            f"SELECT id, column1 FROM {TABLE} WHERE column3 = 1 AND id %% %s = %s ORDER BY id LIMIT %s",
+            (of, partition, batch_size),
+        )
         rows = cursor.fetchall()
         if not rows:
             time.sleep(IDLE_SLEEP)
             continue
-        queued = [row_id for row_id, phone in rows
-                  if client.setnx(f"{key_prefix}job:{row_id}", json.dumps({"phone": phone}))]
+        queued = [
+            row_id for row_id, phone in rows if client.setnx(f"{key_prefix}job:{row_id}", json.dumps({"phone": phone}))
+        ]
         for row_id in queued:
             if stop.requested:
                 break
             key = f"{key_prefix}job:{row_id}"
             phone = json.loads(client.get(key))["phone"]
             started = time.perf_counter()
-            response = session.post(whatsapp_url, json=body(phone), timeout=10,
-                                    headers={"Idempotency-Key": f"{TABLE}:{row_id}"})
+            response = session.post(
+                whatsapp_url, json=body(phone), timeout=10, headers={"Idempotency-Key": f"{TABLE}:{row_id}"}
+            )
             post_ms.append((time.perf_counter() - started) * 1000)
             if response.ok:
                 cursor.execute(f"UPDATE {TABLE} SET column3 = 0 WHERE id = %s", (row_id,))

@@ -69,8 +69,7 @@ class Child:
         # Never Popen.poll() or wait(): they reap the child and its usage with it.
         _, status, usage = os.wait4(pid, 0)
         self.process.returncode = os.waitstatus_to_exitcode(status)
-        self.usage = Usage(self.name, self.process.returncode, self.peak_rss_kb / 1024,
-                           usage.ru_utime + usage.ru_stime)
+        self.usage = Usage(self.name, self.process.returncode, self.peak_rss_kb / 1024, usage.ru_utime + usage.ru_stime)
         return self.usage
 
     def sample_rss(self) -> None:

@@ -67,8 +67,9 @@ class PythonMock:
 
     def __init__(self, module: str, latency_ms: float, log_dir: Path, env: dict):
         self.name = {"common.mock_whatsapp": "python mock", "bench.async_endpoint": "async"}[module]
-        self.child = Child.python_module("endpoint", module, ["--port", "0", "--latency-ms", str(latency_ms)],
-                                         env, log_dir)
+        self.child = Child.python_module(
+            "endpoint", module, ["--port", "0", "--latency-ms", str(latency_ms)], env, log_dir
+        )
         self.base_url = ""
         wait_for(self.read_url, "the mock endpoint", self.child)
 
@@ -105,9 +106,23 @@ class Nginx:
         config_path = self.work_dir / "nginx.conf"
         config_path.write_text(config)
         # SIGQUIT is nginx's graceful stop, which flushes the buffered key log.
-        self.child = Child("endpoint", ["nginx", "-p", str(self.work_dir), "-c", str(config_path),
-                                        "-e", str(self.work_dir / "error.log"), "-g", "daemon off;"],
-                           env, log_dir, stop_signal=signal.SIGQUIT)
+        self.child = Child(
+            "endpoint",
+            [
+                "nginx",
+                "-p",
+                str(self.work_dir),
+                "-c",
+                str(config_path),
+                "-e",
+                str(self.work_dir / "error.log"),
+                "-g",
+                "daemon off;",
+            ],
+            env,
+            log_dir,
+            stop_signal=signal.SIGQUIT,
+        )
         wait_for(self.accepts, "nginx", self.child)
 
     def accepts(self) -> bool:

@@ -21,8 +21,8 @@ from bench import BenchFailed  # noqa: E402
 from bench.children import Child, stop_all  # noqa: E402
 from bench.run import PROJECT_VARIABLES, resolve_url  # noqa: E402
 from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
-from common.errors import CampaignError  # noqa: E402
 from common.delivery.engines import ENGINES  # noqa: E402
+from common.errors import CampaignError  # noqa: E402
 from common.testing.mock_gateway import MockWhatsApp  # noqa: E402
 from common.timing import parse_rate  # noqa: E402
 
@@ -39,21 +39,32 @@ def measure(options: dict) -> None:
         db.seed(pending=int(expected * 1.5) + 100)
         with MockWhatsApp() as mock:
             env = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES}
-            env.update(DATABASE_URL=db.url, REDIS_URL=namespace.url, KEY_PREFIX=namespace.prefix,
-                       WHATSAPP_URL=f"{mock.url}/test_camp", RATE=options["rate"], PARTITIONS=str(consumers),
-                       CONCURRENCY=str(options["concurrency"]), HTTP_ENGINE=options["http_engine"], POLL_INTERVAL="0.5", LOG_LEVEL="WARNING",
-                       PYTHONUNBUFFERED="1")
+            env.update(
+                DATABASE_URL=db.url,
+                REDIS_URL=namespace.url,
+                KEY_PREFIX=namespace.prefix,
+                WHATSAPP_URL=f"{mock.url}/test_camp",
+                RATE=options["rate"],
+                PARTITIONS=str(consumers),
+                CONCURRENCY=str(options["concurrency"]),
+                HTTP_ENGINE=options["http_engine"],
+                POLL_INTERVAL="0.5",
+                LOG_LEVEL="WARNING",
+                PYTHONUNBUFFERED="1",
+            )
             for k in range(consumers):
                 for role in ("producers", "consumers"):
-                    children.append(Child.python_module(f"{role}-{k}", role, [], dict(env, PARTITION=str(k)),
-                                                        log_dir))
+                    children.append(Child.python_module(f"{role}-{k}", role, [], dict(env, PARTITION=str(k)), log_dir))
             deadline = time.monotonic() + 60
             while not mock.stats()["delivered"]:
                 if time.monotonic() > deadline:
                     raise BenchFailed(f"no send within 60 s (logs: {log_dir})")
                 time.sleep(0.05)
-            click.echo(f"rate: sending at {options['rate']} through one sender from {consumers} consumers "
-                       f"for {seconds:g} s ...", err=True)
+            click.echo(
+                f"rate: sending at {options['rate']} through one sender from {consumers} consumers "
+                f"for {seconds:g} s ...",
+                err=True,
+            )
             time.sleep(seconds + 1)
             usages = stop_all(children)
             times = mock.delivery_times()
@@ -68,20 +79,31 @@ def measure(options: dict) -> None:
     in_window = [t for t in times if t < times[0] + seconds]
     error = (len(in_window) - expected) / expected
     gaps = [(b - a) * 1000 for a, b in zip(in_window, in_window[1:])]
-    click.echo(f"rate {options['rate']} ({per_second:g}/s) x {seconds:g} s, {consumers} consumer processes, "
-               f"HTTP_ENGINE {options['http_engine']}")
-    click.echo(f"expected {expected:,.0f} sends; measured {len(in_window):,} "
-               f"(ratio {len(in_window) / expected:.4f}, error {error:+.2%}); "
-               f"within ±5 %: {'yes' if abs(error) <= 0.05 else 'NO'}")
-    click.echo(f"gaps between sends: median {median(gaps):.1f} ms (ideal {1000 / per_second:.1f}), "
-               f"shortest {min(gaps):.1f} ms; duplicates {stats['duplicates']}")
+    click.echo(
+        f"rate {options['rate']} ({per_second:g}/s) x {seconds:g} s, {consumers} consumer processes, "
+        f"HTTP_ENGINE {options['http_engine']}"
+    )
+    click.echo(
+        f"expected {expected:,.0f} sends; measured {len(in_window):,} "
+        f"(ratio {len(in_window) / expected:.4f}, error {error:+.2%}); "
+        f"within ±5 %: {'yes' if abs(error) <= 0.05 else 'NO'}"
+    )
+    click.echo(
+        f"gaps between sends: median {median(gaps):.1f} ms (ideal {1000 / per_second:.1f}), "
+        f"shortest {min(gaps):.1f} ms; duplicates {stats['duplicates']}"
+    )
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.option("--rate", default="50/s", show_default=True, help="RATE of the one sender.")
 @click.option("--seconds", type=click.FloatRange(min=1), default=60.0, show_default=True)
-@click.option("--consumers", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Consumer processes (partitions 0..N-1 of N), each with its producer.")
+@click.option(
+    "--consumers",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Consumer processes (partitions 0..N-1 of N), each with its producer.",
+)
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--http-engine", type=click.Choice(sorted(ENGINES)), default="requests", show_default=True)
 @click.option("--database-url", envvar="DATABASE_URL", show_envvar=True, help="Default: from .env.")

@@ -49,9 +49,15 @@ HEADERS = {"Content-Type": "application/json"}
 
 def body(phone: str) -> bytes:
     """Our webhook provider's body, as compact JSON."""
-    return json.dumps({"messaging_product": "whatsapp", "to": phone, "type": "template",
-                       "template": {"name": "hello_world", "language": {"code": "en_US"}}},
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "messaging_product": "whatsapp",
+            "to": phone,
+            "type": "template",
+            "template": {"name": "hello_world", "language": {"code": "en_US"}},
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def idempotency_key(row_id: int) -> dict:
@@ -63,9 +69,15 @@ class Rows:
 
     def __init__(self, database_url: str, redis_url: str, key_prefix: str, partition: int, of: int, batch_size: int):
         target = parse_database_url(database_url)
-        self.connection = pymysql.connect(host=target.host, port=target.port, user=target.user,
-                                          password=target.password, database=target.database,
-                                          unix_socket=target.unix_socket, autocommit=True)
+        self.connection = pymysql.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            database=target.database,
+            unix_socket=target.unix_socket,
+            autocommit=True,
+        )
         self.redis = redis.Redis.from_url(redis_url)
         self.key_prefix = key_prefix
         self.partition, self.of, self.batch_size = partition, of, batch_size
@@ -79,8 +91,11 @@ class Rows:
         last page the walk starts over, for rows whose send failed; rows still
         in flight are then refused by SET NX."""
         with self.connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, column1 FROM {TABLE} WHERE column3 = %s AND id > %s AND id %% %s = %s"
-                           f" ORDER BY id LIMIT %s", (PENDING, self.after, self.of, self.partition, self.batch_size))
+            cursor.execute(
+                f"SELECT id, column1 FROM {TABLE} WHERE column3 = %s AND id > %s AND id %% %s = %s"
+                f" ORDER BY id LIMIT %s",
+                (PENDING, self.after, self.of, self.partition, self.batch_size),
+            )
             rows = cursor.fetchall()
         if not rows:
             self.after = 0
@@ -97,8 +112,9 @@ class Rows:
         sent = [row_id for row_id, ok in ended if ok]
         if sent:
             with self.connection.cursor() as cursor:
-                cursor.execute(f"UPDATE {TABLE} SET column3 = %s WHERE id IN ({', '.join(['%s'] * len(sent))})",
-                               (SENT, *sent))
+                cursor.execute(
+                    f"UPDATE {TABLE} SET column3 = %s WHERE id IN ({', '.join(['%s'] * len(sent))})", (SENT, *sent)
+                )
         if ended:
             self.redis.delete(*(self.key(row_id) for row_id, _ in ended))
 
@@ -123,6 +139,7 @@ def requests_poster(url: str, concurrency: int):
         except requests.RequestException:
             return False
         return 200 <= response.status_code < 300
+
     return post
 
 
@@ -132,11 +149,19 @@ def urllib3_poster(url: str, concurrency: int):
 
     def post(row: tuple[int, str]) -> bool:
         try:
-            response = pool.urlopen("POST", path, body=body(row[1]), headers={**HEADERS, **idempotency_key(row[0])},
-                                    retries=False, redirect=False, timeout=TIMEOUT)
+            response = pool.urlopen(
+                "POST",
+                path,
+                body=body(row[1]),
+                headers={**HEADERS, **idempotency_key(row[0])},
+                retries=False,
+                redirect=False,
+                timeout=TIMEOUT,
+            )
         except urllib3.exceptions.HTTPError:
             return False
         return 200 <= response.status < 300
+
     return post
 
 
@@ -146,6 +171,7 @@ def timed(post, post_ms: list[float]):
         ok = post(row)
         post_ms.append((time.perf_counter() - started) * 1000)
         return ok
+
     return send
 
 
@@ -208,6 +234,7 @@ async def run_async(rows: Rows, url: str, concurrency: int, stop: Stop, post_ms:
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, headers=HEADERS, timeout=timeout) as session:
+
         async def worker() -> None:
             while True:
                 row = await todo.get()
@@ -216,7 +243,7 @@ async def run_async(rows: Rows, url: str, concurrency: int, stop: Stop, post_ms:
                     async with session.post(url, data=body(row[1]), headers=idempotency_key(row[0])) as response:
                         await response.read()
                         ok = 200 <= response.status < 300
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     ok = False
                 post_ms.append((time.perf_counter() - started) * 1000)
                 ended.append((row[0], ok))
@@ -258,13 +285,15 @@ async def run_async(rows: Rows, url: str, concurrency: int, stop: Stop, post_ms:
 @click.option("--key-prefix", envvar="KEY_PREFIX", default="")
 @click.option("--batch-size", envvar="BATCH_SIZE", type=int, default=500)
 @click.option("--concurrency", envvar="CONCURRENCY", type=int, default=64)
-@click.option("--http-engine", envvar="HTTP_ENGINE", type=click.Choice(["aiohttp", "requests", "urllib3"]),
-              default="aiohttp")
+@click.option(
+    "--http-engine", envvar="HTTP_ENGINE", type=click.Choice(["aiohttp", "requests", "urllib3"]), default="aiohttp"
+)
 @click.option("--partition", type=int, required=True)
 @click.option("--of", "of", type=int, required=True)
 @click.option("--latencies", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def main(database_url, redis_url, whatsapp_url, key_prefix, batch_size, concurrency, http_engine, partition, of,
-         latencies):
+def main(
+    database_url, redis_url, whatsapp_url, key_prefix, batch_size, concurrency, http_engine, partition, of, latencies
+):
     """Send the pending rows of one partition the minimal way until SIGTERM."""
     rows = Rows(database_url, redis_url, key_prefix, partition, of, batch_size)
     stop = Stop()

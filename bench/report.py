@@ -17,9 +17,24 @@ ZERO_LATENCY_REFERENCE_RATIO = {"aiohttp": 0.8, "requests": 0.95}
 WITH_LATENCY_REFERENCE_RATIO = 0.9
 AIOHTTP_ZERO_LATENCY_MSG_S = 11_000
 
-HEADER = ["run", "endpoint", "rows", "seconds", "msg/s", "vs reference", "p50 ms", "p99 ms",
-          "peak RSS MB", "CPU ms/msg", "CPU vs ref", "endpoint CPU ms/msg", "endpoint RSS MB", "db+redis CPU ms/msg",
-          "machine busy", "others (cores)"]
+HEADER = [
+    "run",
+    "endpoint",
+    "rows",
+    "seconds",
+    "msg/s",
+    "vs reference",
+    "p50 ms",
+    "p99 ms",
+    "peak RSS MB",
+    "CPU ms/msg",
+    "CPU vs ref",
+    "endpoint CPU ms/msg",
+    "endpoint RSS MB",
+    "db+redis CPU ms/msg",
+    "machine busy",
+    "others (cores)",
+]
 
 
 @dataclass(frozen=True)
@@ -88,8 +103,10 @@ def row(result: RunResult, reference: RunResult | None) -> list[str]:
 def table(results: list[RunResult], reference: RunResult | None) -> str:
     cells = [HEADER] + [row(r, reference) for r in results]
     widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
-             for line in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        for line in cells
+    ]
     return "\n".join(lines)
 
 
@@ -98,7 +115,9 @@ def breakdown(results: list[RunResult]) -> list[str]:
     lines = ["per process (peak RSS, CPU seconds):"]
     for r in results:
         parts = [f"{u.name} {u.peak_rss_mb:.0f} MB {u.cpu_seconds:.1f} s" for u in r.processes]
-        parts.append(f"endpoint ({r.endpoint}) {r.endpoint_usage.peak_rss_mb:.0f} MB {r.endpoint_usage.cpu_seconds:.1f} s")
+        parts.append(
+            f"endpoint ({r.endpoint}) {r.endpoint_usage.peak_rss_mb:.0f} MB {r.endpoint_usage.cpu_seconds:.1f} s"
+        )
         server = "n/a" if r.server_cpu is None else f"{r.server_cpu:.1f} s"
         lines.append(f"  {r.name}: {'; '.join(parts)}; MariaDB + Redis {server}")
     return lines
@@ -106,8 +125,12 @@ def breakdown(results: list[RunResult]) -> list[str]:
 
 def contention(results: list[RunResult], cores: int, threshold: float = 0.25) -> list[str]:
     """A warning per run during which other processes took a noticeable share of the machine."""
-    return [f"warning: other processes used {r.other_cores:.2f} of {cores} cores during the {r.name} run; "
-            f"its figures understate this machine" for r in results if r.other_cores > threshold]
+    return [
+        f"warning: other processes used {r.other_cores:.2f} of {cores} cores during the {r.name} run; "
+        f"its figures understate this machine"
+        for r in results
+        if r.other_cores > threshold
+    ]
 
 
 def reference_targets(project: RunResult, reference: RunResult | None, latency_ms: float, engine: str) -> list[str]:
@@ -115,16 +138,23 @@ def reference_targets(project: RunResult, reference: RunResult | None, latency_m
     if reference is None:
         return ["ratio vs reference: n/a (--skip-reference)"]
     ratio = project.msg_s / reference.msg_s
-    cpu = (f"CPU per message: ours {project.cpu_ms:.3f} ms, reference {reference.cpu_ms:.3f} ms "
-           f"({project.cpu_ms / reference.cpu_ms:.2f}x)")
+    cpu = (
+        f"CPU per message: ours {project.cpu_ms:.3f} ms, reference {reference.cpu_ms:.3f} ms "
+        f"({project.cpu_ms / reference.cpu_ms:.2f}x)"
+    )
     goal = WITH_LATENCY_REFERENCE_RATIO if latency_ms else ZERO_LATENCY_REFERENCE_RATIO.get(engine)
-    target = (f"no target for {engine} at 0 ms" if goal is None
-              else f"target >= {goal:g}x ({engine}, {latency_ms:g} ms): {verdict(ratio >= goal)}")
+    target = (
+        f"no target for {engine} at 0 ms"
+        if goal is None
+        else f"target >= {goal:g}x ({engine}, {latency_ms:g} ms): {verdict(ratio >= goal)}"
+    )
     # Three decimals: 0.899 must not read as a missed 0.90.
     lines = [f"ratio vs reference: {ratio:.3f}x ({project.msg_s:,.0f} vs {reference.msg_s:,.0f} msg/s); {target}", cpu]
     if latency_ms == 0 and engine == "aiohttp":
-        lines.append(f"aiohttp at 0 ms: {project.msg_s:,.0f} msg/s; target >= {AIOHTTP_ZERO_LATENCY_MSG_S:,}: "
-                     f"{verdict(project.msg_s >= AIOHTTP_ZERO_LATENCY_MSG_S)}")
+        lines.append(
+            f"aiohttp at 0 ms: {project.msg_s:,.0f} msg/s; target >= {AIOHTTP_ZERO_LATENCY_MSG_S:,}: "
+            f"{verdict(project.msg_s >= AIOHTTP_ZERO_LATENCY_MSG_S)}"
+        )
     return lines
 
 
@@ -134,20 +164,25 @@ def targets(project: RunResult, baseline: RunResult | None, latency_ms: float) -
         goal, condition = ZERO_LATENCY_MSG_S, "0 ms endpoint, 100,000 rows"
     else:
         goal, condition = WITH_LATENCY_MSG_S, "200 ms endpoint, 20,000 rows, --concurrency raised"
-    lines = [f"throughput: {project.msg_s:,.0f} msg/s; target >= {goal:,} ({condition}): "
-             f"{verdict(project.msg_s >= goal)}"]
+    lines = [
+        f"throughput: {project.msg_s:,.0f} msg/s; target >= {goal:,} ({condition}): {verdict(project.msg_s >= goal)}"
+    ]
     if baseline is None:
         lines.append("ratio vs baseline: n/a (add --baseline)")
     else:
         ratio = project.msg_s / baseline.msg_s
-        target = (f"target >= {BASELINE_RATIO:g}x: {verdict(ratio >= BASELINE_RATIO)}" if latency_ms == 0
-                  else "no target with latency")
+        target = (
+            f"target >= {BASELINE_RATIO:g}x: {verdict(ratio >= BASELINE_RATIO)}"
+            if latency_ms == 0
+            else "no target with latency"
+        )
         lines.append(f"ratio vs baseline: {ratio:.2f}x; {target}")
     return lines
 
 
-def scaling(producer: Comparison | None, consumer: Comparison | None, processed: int, unrelated: int,
-            pending: int) -> list[str]:
+def scaling(
+    producer: Comparison | None, consumer: Comparison | None, processed: int, unrelated: int, pending: int
+) -> list[str]:
     if producer is None or consumer is None:
         return ["producer poll ratio: skipped (--skip-scaling)", "consumer poll ratio: skipped (--skip-scaling)"]
     return [
@@ -163,6 +198,8 @@ def scaling(producer: Comparison | None, consumer: Comparison | None, processed:
 def memory(check: MemoryCheck | None) -> str:
     if check is None:
         return "consumer RSS with jobs queued: skipped (add --memory-check)"
-    return (f"consumer RSS with {check.jobs:,} jobs queued: {check.peak_rss_mb:.0f} MB peak "
-            f"({check.sent:,} sent in {check.seconds:.0f} s); target < {MEMORY_MB:g} MB: "
-            f"{verdict(check.peak_rss_mb < MEMORY_MB)}")
+    return (
+        f"consumer RSS with {check.jobs:,} jobs queued: {check.peak_rss_mb:.0f} MB peak "
+        f"({check.sent:,} sent in {check.seconds:.0f} s); target < {MEMORY_MB:g} MB: "
+        f"{verdict(check.peak_rss_mb < MEMORY_MB)}"
+    )

@@ -34,8 +34,8 @@ from bench.report import RunResult  # noqa: E402
 from bench.scaling import SCALING_PENDING, Checks  # noqa: E402
 from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
 from common.cli import environment_variables  # noqa: E402
-from common.errors import CampaignError, ConfigError  # noqa: E402
 from common.delivery.engines import ENGINES  # noqa: E402
+from common.errors import CampaignError, ConfigError  # noqa: E402
 
 ROLES = ["producers.odd", "producers.even", "consumers.odd", "consumers.even"]
 # The project's settings: none may leak in from the caller's environment or .env.
@@ -67,13 +67,20 @@ class Bench:
         self.work_dir = work_dir
         self.endpoint_kind = endpoints.choose(options["endpoint"], options["latency_ms"])
         base = {k: v for k, v in os.environ.items() if k not in PROJECT_VARIABLES}
-        self.env = dict(base, DATABASE_URL=db.url, REDIS_URL=namespace.url, KEY_PREFIX=namespace.prefix,
-                        CONCURRENCY=str(options["concurrency"]), BATCH_SIZE=str(options["batch_size"]),
-                        POLL_INTERVAL=str(options["poll_interval"]), HTTP_ENGINE=options["http_engine"],
-                        LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+        self.env = dict(
+            base,
+            DATABASE_URL=db.url,
+            REDIS_URL=namespace.url,
+            KEY_PREFIX=namespace.prefix,
+            CONCURRENCY=str(options["concurrency"]),
+            BATCH_SIZE=str(options["batch_size"]),
+            POLL_INTERVAL=str(options["poll_interval"]),
+            HTTP_ENGINE=options["http_engine"],
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+        )
         self.runs = 0
-        self.meter = Meter([db.target.port if not db.target.unix_socket else 0,
-                            urlsplit(namespace.url).port or 6379])
+        self.meter = Meter([db.target.port if not db.target.unix_socket else 0, urlsplit(namespace.url).port or 6379])
 
     def start_endpoint(self, log_dir: Path):
         return endpoints.start(self.endpoint_kind, self.o["latency_ms"], log_dir, log_dir, self.env)
@@ -128,8 +135,10 @@ class Bench:
         if counts.get(2, 0) or (not cap and counts.get(1, 0)):
             raise BenchFailed(f"{name}: rows by status at the end: {counts} (logs: {log_dir})")
         if deliveries.delivered != sent or deliveries.duplicates:
-            raise BenchFailed(f"{name}: {sent:,} rows marked sent, but the endpoint delivered "
-                              f"{deliveries.delivered:,} with {deliveries.duplicates:,} duplicates")
+            raise BenchFailed(
+                f"{name}: {sent:,} rows marked sent, but the endpoint delivered "
+                f"{deliveries.delivered:,} with {deliveries.duplicates:,} duplicates"
+            )
         return RunResult(name, endpoint.name, sent, seconds, [], usages, endpoint_usage, cpu.servers, cpu.busy, others)
 
     def baseline(self) -> RunResult:
@@ -139,9 +148,15 @@ class Bench:
             children = []
             for index, side in ((1, "odd"), (0, "even")):
                 latency_files.append(log_dir / f"baseline-{side}.ms")
-                children.append(Child.python_module(
-                    f"baseline.{side}", "bench.baseline",
-                    ["--partition", str(index), "--of", "2", "--latencies", str(latency_files[-1])], env, log_dir))
+                children.append(
+                    Child.python_module(
+                        f"baseline.{side}",
+                        "bench.baseline",
+                        ["--partition", str(index), "--of", "2", "--latencies", str(latency_files[-1])],
+                        env,
+                        log_dir,
+                    )
+                )
             return children
 
         result = self.measure("baseline (seed-style)", start, self.o["baseline_seconds"], cap=True)
@@ -154,9 +169,15 @@ class Bench:
             children = []
             for index, side in ((1, "odd"), (0, "even")):
                 latency_files.append(log_dir / f"reference-{side}.ms")
-                children.append(Child.python_module(
-                    f"reference.{side}", "bench.reference",
-                    ["--partition", str(index), "--of", "2", "--latencies", str(latency_files[-1])], env, log_dir))
+                children.append(
+                    Child.python_module(
+                        f"reference.{side}",
+                        "bench.reference",
+                        ["--partition", str(index), "--of", "2", "--latencies", str(latency_files[-1])],
+                        env,
+                        log_dir,
+                    )
+                )
             return children
 
         result = self.measure("reference (2 processes)", start, self.o["time_limit"], cap=False)
@@ -189,8 +210,9 @@ class Bench:
         log_dir = self.log_dir("memory")
         endpoint = self.start_endpoint(log_dir)
         try:
-            return checks.consumer_memory(self.o["memory_jobs"], self.o["memory_seconds"],
-                                          dict(self.env, WHATSAPP_URL=endpoint.url), log_dir)
+            return checks.consumer_memory(
+                self.o["memory_jobs"], self.o["memory_seconds"], dict(self.env, WHATSAPP_URL=endpoint.url), log_dir
+            )
         finally:
             endpoint.finish()
             self.namespace.clear()
@@ -213,14 +235,20 @@ def run(options: dict) -> None:
     try:
         bench = Bench(options, db, namespace, work_dir)
         latency = options["latency_ms"]
-        click.echo(f"bench: {options['rows']:,} rows, endpoint latency {latency:g} ms, endpoint "
-                   f"{bench.endpoint_kind}, HTTP_ENGINE {options['http_engine']}, concurrency {options['concurrency']}, "
-                   f"batch {options['batch_size']}; "
-                   f"database {db.target.database}, Redis {namespace.url.rsplit('/', 1)[-1]} "
-                   f"prefix {namespace.prefix}", err=True)
+        click.echo(
+            f"bench: {options['rows']:,} rows, endpoint latency {latency:g} ms, endpoint "
+            f"{bench.endpoint_kind}, HTTP_ENGINE {options['http_engine']}, concurrency {options['concurrency']}, "
+            f"batch {options['batch_size']}; "
+            f"database {db.target.database}, Redis {namespace.url.rsplit('/', 1)[-1]} "
+            f"prefix {namespace.prefix}",
+            err=True,
+        )
         if bench.endpoint_kind == "python" and latency == 0:
-            click.echo("bench: note: the Python mock serves about 2,000-3,000 req/s and may cap this run; "
-                       "with nginx installed, --endpoint auto uses it", err=True)
+            click.echo(
+                "bench: note: the Python mock serves about 2,000-3,000 req/s and may cap this run; "
+                "with nginx installed, --endpoint auto uses it",
+                err=True,
+            )
         reference = baseline = None
         if not options["skip_reference"]:
             click.echo("bench: reference (2 processes) ...", err=True)
@@ -248,8 +276,9 @@ def run(options: dict) -> None:
             click.echo(line)
         for line in report.targets(project, baseline, latency):
             click.echo(line)
-        for line in report.scaling(producer, consumer, options["scaling_rows"], options["scaling_rows"],
-                                   SCALING_PENDING):
+        for line in report.scaling(
+            producer, consumer, options["scaling_rows"], options["scaling_rows"], SCALING_PENDING
+        ):
             click.echo(line)
         click.echo(report.memory(memory))
         finished = True
@@ -263,41 +292,93 @@ def run(options: dict) -> None:
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.option("--rows", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="Pending rows seeded for each run.")
-@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Endpoint delay per send.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
-              help="CONCURRENCY of each consumer; raise it with latency (e.g. 500 at 200 ms).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
-              help="BATCH_SIZE of every process, the reference's and the baseline's included.")
-@click.option("--poll-interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
-              help="POLL_INTERVAL of the four processes.")
-@click.option("--http-engine", type=click.Choice(sorted(ENGINES)), default="aiohttp", show_default=True,
-              help="HTTP_ENGINE of the consumers, and the engine of the reference.")
-@click.option("--endpoint", type=click.Choice(["auto", "nginx", "async", "python"]), default="auto", show_default=True,
-              help="auto: nginx for 0 ms when installed, else bench/async_endpoint.py; python is the "
-                   "project's threaded mock.")
+@click.option(
+    "--rows", type=click.IntRange(min=1), default=100_000, show_default=True, help="Pending rows seeded for each run."
+)
+@click.option(
+    "--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Endpoint delay per send."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="CONCURRENCY of each consumer; raise it with latency (e.g. 500 at 200 ms).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="BATCH_SIZE of every process, the reference's and the baseline's included.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="POLL_INTERVAL of the four processes.",
+)
+@click.option(
+    "--http-engine",
+    type=click.Choice(sorted(ENGINES)),
+    default="aiohttp",
+    show_default=True,
+    help="HTTP_ENGINE of the consumers, and the engine of the reference.",
+)
+@click.option(
+    "--endpoint",
+    type=click.Choice(["auto", "nginx", "async", "python"]),
+    default="auto",
+    show_default=True,
+    help="auto: nginx for 0 ms when installed, else bench/async_endpoint.py; python is the project's threaded mock.",
+)
 @click.option("--skip-reference", is_flag=True, help="Run only the project's processes (no ratio).")
 @click.option("--baseline", is_flag=True, help="Also run the seed-style baseline (issue 4's ratio).")
-@click.option("--baseline-seconds", type=click.FloatRange(min=1), default=180.0, show_default=True,
-              help="Stop the baseline after this long and rate what it sent (it needs ~100 s per 1,000 "
-                   "rows at 200 ms).")
+@click.option(
+    "--baseline-seconds",
+    type=click.FloatRange(min=1),
+    default=180.0,
+    show_default=True,
+    help="Stop the baseline after this long and rate what it sent (it needs ~100 s per 1,000 rows at 200 ms).",
+)
 @click.option("--skip-scaling", is_flag=True, help="Skip the producer and consumer poll scaling checks.")
-@click.option("--scaling-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
-              help="Processed rows (producer check) and unrelated Redis keys (consumer check).")
+@click.option(
+    "--scaling-rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Processed rows (producer check) and unrelated Redis keys (consumer check).",
+)
 @click.option("--memory-check", is_flag=True, help="Also measure a consumer's RSS with --memory-jobs queued.")
 @click.option("--memory-jobs", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option("--memory-seconds", type=click.FloatRange(min=1), default=10.0, show_default=True,
-              help="How long the memory-check consumer runs before SIGTERM.")
-@click.option("--time-limit", type=click.FloatRange(min=1), default=600.0, show_default=True,
-              help="Fail the reference's or the project's run if rows are still pending after this many seconds.")
-@click.option("--database-url", envvar="DATABASE_URL", show_envvar=True,
-              help="Credentials and server to use (default: from .env); the benchmark works in its own "
-                   "throwaway database campaign_bench_<hex>.")
-@click.option("--redis-url", envvar="REDIS_URL", show_envvar=True,
-              help="Redis to use (default: from .env); the benchmark takes an empty database number "
-                   "and its own key prefix.")
+@click.option(
+    "--memory-seconds",
+    type=click.FloatRange(min=1),
+    default=10.0,
+    show_default=True,
+    help="How long the memory-check consumer runs before SIGTERM.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Fail the reference's or the project's run if rows are still pending after this many seconds.",
+)
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    show_envvar=True,
+    help="Credentials and server to use (default: from .env); the benchmark works in its own "
+    "throwaway database campaign_bench_<hex>.",
+)
+@click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    show_envvar=True,
+    help="Redis to use (default: from .env); the benchmark takes an empty database number and its own key prefix.",
+)
 def main(**options):
     """Measure the project's four processes against the reference (a minimal
     pipeline on the same HTTP engine) on a fast local endpoint, then check that polls do not grow with processed rows or

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from bench import BenchFailed
 from bench.children import Child
 from bench.services import BenchDatabase, RedisNamespace
+from common.process.producer import Producer
+from common.queue.jobs import Job, JobQueue, connect
 from common.settings import Partition, Settings
 from common.store.campaign import CampaignTable
-from common.queue.jobs import Job, JobQueue, connect
-from common.process.producer import Producer
 
 SCALING_PENDING = 1_000
 TRIES = 7  # after one untimed warm-up try
@@ -69,8 +69,13 @@ class Checks:
         return f"{self.namespace.prefix}try{self.tries}:"
 
     def settings(self, partition: Partition, prefix: str) -> Settings:
-        return Settings(database=self.db.target, redis_url=self.namespace.url, partition=partition,
-                        key_prefix=prefix, batch_size=self.batch_size)
+        return Settings(
+            database=self.db.target,
+            redis_url=self.namespace.url,
+            partition=partition,
+            key_prefix=prefix,
+            batch_size=self.batch_size,
+        )
 
     def table(self, settings: Settings) -> CampaignTable:
         return CampaignTable(settings.database, settings.table, settings.phone_column, settings.status_column)
@@ -109,8 +114,10 @@ class Checks:
         pending = table.pending_among([claim.row_id for claim in claims])
         elapsed = time.perf_counter() - started
         if len(pending) != min(len(jobs), self.batch_size):
-            raise BenchFailed(f"consumer poll check: claimed {len(claims)}, {len(pending)} pending, "
-                               f"expected {min(len(jobs), self.batch_size)}")
+            raise BenchFailed(
+                f"consumer poll check: claimed {len(claims)}, {len(pending)} pending, "
+                f"expected {min(len(jobs), self.batch_size)}"
+            )
         return elapsed
 
     def consumer_scaling(self, unrelated: int) -> Comparison:
@@ -130,7 +137,9 @@ class Checks:
         """`count` keys the project knows nothing about, in the queue's Redis database."""
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, count, FILL_BATCH):
-            pipe.mset({f"{self.namespace.prefix}unrelated:{i}": "x" for i in range(start, min(start + FILL_BATCH, count))})
+            pipe.mset(
+                {f"{self.namespace.prefix}unrelated:{i}": "x" for i in range(start, min(start + FILL_BATCH, count))}
+            )
             if len(pipe) >= 10:
                 pipe.execute()
         pipe.execute()

@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pymysql
 import redis
 
+from common.errors import ConfigError, ServiceUnavailable
 from common.settings import MySQLTarget, parse_database_url
 from common.store.campaign import PENDING, SENT, translate_error
-from common.errors import ConfigError, ServiceUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "campaign_master_1"
@@ -25,8 +25,15 @@ UNLINK_BATCH = 10_000
 
 def mysql_connection(target: MySQLTarget, database: str | None):
     try:
-        return pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                               unix_socket=target.unix_socket, database=database, autocommit=True)
+        return pymysql.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            unix_socket=target.unix_socket,
+            database=database,
+            autocommit=True,
+        )
     except pymysql.MySQLError as exc:
         raise translate_error(exc, target) from None
 
@@ -73,9 +80,11 @@ class BenchDatabase:
     def insert(self, count: int, status: int, first: int) -> None:
         # MariaDB's sequence engine makes a million rows in one statement.
         if count:
-            self.execute(f"INSERT INTO {TABLE} (column1, column3)"
-                         f" SELECT CONCAT('{PHONE_PREFIX}', LPAD(seq, 8, '0')), {int(status)}"
-                         f" FROM seq_{int(first)}_to_{int(first + count - 1)}")
+            self.execute(
+                f"INSERT INTO {TABLE} (column1, column3)"
+                f" SELECT CONCAT('{PHONE_PREFIX}', LPAD(seq, 8, '0')), {int(status)}"
+                f" FROM seq_{int(first)}_to_{int(first + count - 1)}"
+            )
 
     def counts(self) -> dict[int, int]:
         """Rows by status (1 pending, 0 sent, 2 failed)."""
@@ -89,8 +98,7 @@ class BenchDatabase:
 
     def attempt_latencies_ms(self) -> list[int]:
         """Send latencies the consumers wrote to delivery_attempts (empty if they write none)."""
-        return [row[0] for row in self.execute(
-            "SELECT latency_ms FROM delivery_attempts WHERE latency_ms IS NOT NULL")]
+        return [row[0] for row in self.execute("SELECT latency_ms FROM delivery_attempts WHERE latency_ms IS NOT NULL")]
 
     def drop(self) -> None:
         self.connection.close()
@@ -135,4 +143,3 @@ class RedisNamespace:
                 batch = []
         if batch:
             self.client.unlink(*batch)
-

@@ -4,20 +4,35 @@ their counters stay in Redis (stats and sent_at keys), which `status` reads."""
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-SENDS = Counter("campaign_sends", "Ended send attempts, by outcome (sent, retry, failed, sender_down).",
-                ["partition", "provider", "sender", "outcome"])
-SEND_SECONDS = Histogram("campaign_send_seconds", "Time from request to answer of one send.", ["provider"],
-                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+SENDS = Counter(
+    "campaign_sends",
+    "Ended send attempts, by outcome (sent, retry, failed, sender_down).",
+    ["partition", "provider", "sender", "outcome"],
+)
+SEND_SECONDS = Histogram(
+    "campaign_send_seconds",
+    "Time from request to answer of one send.",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 RETRIES = Counter("campaign_retries", "Jobs put back to be tried again later.", ["partition"])
-LEASES_LOST = Counter("campaign_leases_lost", "Claimed jobs whose lease this consumer lost (another may "
-                                              "reclaim them, or Redis restarted).", ["partition"])
-LEASES_RECLAIMED = Counter("campaign_leases_reclaimed", "Jobs claimed after another consumer's lease on them "
-                                                      "lapsed (it died or stalled).", ["partition"])
+LEASES_LOST = Counter(
+    "campaign_leases_lost",
+    "Claimed jobs whose lease this consumer lost (another may reclaim them, or Redis restarted).",
+    ["partition"],
+)
+LEASES_RECLAIMED = Counter(
+    "campaign_leases_reclaimed",
+    "Jobs claimed after another consumer's lease on them lapsed (it died or stalled).",
+    ["partition"],
+)
 QUEUED = Counter("campaign_jobs_queued", "Jobs a producer added to the queue.", ["partition"])
-QUEUE_DEPTH = Gauge("campaign_queue_depth", "Jobs in the partition's queue: due, leased or waiting to retry.",
-                    ["partition"])
-BREAKER_OPEN = Gauge("campaign_breaker_open", "1 while the sender's circuit breaker is open, as this process "
-                                              "last saw it.", ["sender"])
+QUEUE_DEPTH = Gauge(
+    "campaign_queue_depth", "Jobs in the partition's queue: due, leased or waiting to retry.", ["partition"]
+)
+BREAKER_OPEN = Gauge(
+    "campaign_breaker_open", "1 while the sender's circuit breaker is open, as this process last saw it.", ["sender"]
+)
 
 
 def serve(port: int, host: str) -> None:
@@ -27,11 +42,13 @@ def serve(port: int, host: str) -> None:
 
 def watch_queue_depth(partition: str, depth) -> None:
     """Read the queue depth at scrape time; NaN while Redis does not answer."""
+
     def read() -> float:
         try:
             return float(depth())
         except Exception:  # a scrape must not fail because Redis is away
             return float("nan")
+
     QUEUE_DEPTH.labels(partition).set_function(read)
 
 

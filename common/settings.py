@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
-from common.timing import SendWindow, parse_rate
 from common.phones import check_region
+from common.timing import SendWindow, parse_rate
 
 # The HTTP engines and gateway dialects by name: settings check the names
 # without importing the HTTP clients (tests hold these to common.delivery).
@@ -246,8 +246,10 @@ class Settings:
         count = max(lengths.values())
         for name, length in lengths.items():
             if length not in (1, count):
-                raise ConfigError(f"{PER_SENDER[name]} lists {length} values for {count} senders: "
-                                  "give one value for all of them or one per sender")
+                raise ConfigError(
+                    f"{PER_SENDER[name]} lists {length} values for {count} senders: "
+                    "give one value for all of them or one per sender"
+                )
         return count
 
     def per_sender(self) -> list["Settings"]:
@@ -256,8 +258,10 @@ class Settings:
         if count == 1:
             return [self]
         lists = {name: listed(getattr(self, name)) for name in PER_SENDER}
-        return [replace(self, **{name: values[i if len(values) > 1 else 0] for name, values in lists.items()})
-                for i in range(count)]
+        return [
+            replace(self, **{name: values[i if len(values) > 1 else 0] for name, values in lists.items()})
+            for i in range(count)
+        ]
 
     def sender_rates(self, count: int) -> list[float | None]:
         """Sends a second allowed per sender (None: no limit), for `count` senders."""

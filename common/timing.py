@@ -5,7 +5,8 @@ check them at start-up, the consumer's loop and the pacer use them.
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time as clock, timedelta, timezone as tz
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.errors import ConfigError
@@ -52,7 +53,7 @@ class SendWindow:
 
     def local(self, at: datetime | None) -> datetime:
         """`at` (default: now) in the window's zone; astimezone(None) is the host's."""
-        return (at or datetime.now(tz.utc)).astimezone(self.zone)
+        return (at or datetime.now(UTC)).astimezone(self.zone)
 
     def is_open(self, at: datetime | None = None) -> bool:
         now = self.local(at).time()

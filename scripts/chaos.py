@@ -45,10 +45,10 @@ import pymysql
 import redis
 import requests
 
-from common.settings import Partition
-from common.store.campaign import FAILED, PENDING, SENT
 from common.delivery.engines import ENGINES
 from common.queue.jobs import JobQueue
+from common.settings import Partition
+from common.store.campaign import FAILED, PENDING, SENT
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "campaign_master_1"
@@ -150,9 +150,16 @@ def spawn(argv: list[str], log_path: Path, env: dict | None = None) -> subproces
     """Start a child in its own session (a Ctrl-C reaches only this script, which
     then stops everything in order), with its output appended to `log_path`."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=die_with_parent if sys.platform == "linux" else None)
+        return subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        )
 
 
 def stop_process(process: subprocess.Popen | None, grace: float, signalled: bool = False) -> int | None:
@@ -204,8 +211,22 @@ class RedisServer:
             return False
 
     def start(self) -> None:
-        self.process = spawn([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", str(self.workdir)], self.log)
+        self.process = spawn(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            self.log,
+        )
         wait_until(self.answers, 10, "redis-server answering", self.log)
 
     def kill(self) -> None:
@@ -234,26 +255,55 @@ class MariaDB:
 
     def install(self) -> None:
         with open(self.workdir / "logs" / "mariadb-install-db.log", "wb") as log:
-            done = subprocess.run([self.install_db, "--no-defaults", f"--datadir={self.datadir}",
-                                   "--auth-root-authentication-method=normal", "--skip-test-db",
-                                   *self.user_option], cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+            done = subprocess.run(
+                [
+                    self.install_db,
+                    "--no-defaults",
+                    f"--datadir={self.datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    *self.user_option,
+                ],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         if done.returncode:
             raise SetupFailed(f"mariadb-install-db failed; see {log.name}")
 
     def start(self) -> None:
         """Start the server; `connect` works once it is ready."""
         # Its own socket and pid file: the defaults belong to the machine's server.
-        self.process = spawn([self.server, "--no-defaults", *self.user_option, f"--datadir={self.datadir}",
-                              f"--socket={self.workdir / 'mysql.sock'}", f"--pid-file={self.workdir / 'mysql.pid'}",
-                              f"--port={self.port}", "--bind-address=127.0.0.1", f"--log-error={self.log}"],
-                             self.log)
+        self.process = spawn(
+            [
+                self.server,
+                "--no-defaults",
+                *self.user_option,
+                f"--datadir={self.datadir}",
+                f"--socket={self.workdir / 'mysql.sock'}",
+                f"--pid-file={self.workdir / 'mysql.pid'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--log-error={self.log}",
+            ],
+            self.log,
+        )
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def connect(self, database: str | None = DATABASE):
-        return pymysql.connect(host="127.0.0.1", port=self.port, user="root", password="", database=database,
-                               autocommit=True, connect_timeout=2, read_timeout=30, write_timeout=30)
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="root",
+            password="",
+            database=database,
+            autocommit=True,
+            connect_timeout=2,
+            read_timeout=30,
+            write_timeout=30,
+        )
 
     def answers(self) -> bool:
         try:
@@ -303,14 +353,19 @@ class Campaign:
         with self.mariadb.connect(None) as connection, connection.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {DATABASE}")
             cursor.execute(f"USE {DATABASE}")
-            schema = "".join(line for line in (ROOT / "schema.sql").read_text().splitlines(keepends=True)
-                             if not line.lstrip().startswith("--"))
+            schema = "".join(
+                line
+                for line in (ROOT / "schema.sql").read_text().splitlines(keepends=True)
+                if not line.lstrip().startswith("--")
+            )
             for statement in schema.split(";"):
                 if statement.strip():
                     cursor.execute(statement)
             # The phone of row N is phone_of(N), so the mock's count per phone checks its count per key.
-            cursor.execute(f"INSERT INTO {TABLE} (id, column1, column3)"
-                           f" SELECT seq, CONCAT('62812', LPAD(seq, 8, '0')), {PENDING} FROM seq_1_to_{rows}")
+            cursor.execute(
+                f"INSERT INTO {TABLE} (id, column1, column3)"
+                f" SELECT seq, CONCAT('62812', LPAD(seq, 8, '0')), {PENDING} FROM seq_1_to_{rows}"
+            )
 
     def counts(self) -> dict[int, int]:
         """Rows by status: PENDING, SENT, FAILED."""
@@ -331,8 +386,19 @@ class MockEndpoint:
 
     def __init__(self, workdir: Path, fail_rate: float, timeout_rate: float):
         self.log = workdir / "logs" / "mock.log"
-        self.argv = [sys.executable, "-m", "common.mock_whatsapp", "--port", "0", "--fail-rate", str(fail_rate),
-                     "--timeout-rate", str(timeout_rate), "--hang-seconds", str(HANG_SECONDS)]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "common.mock_whatsapp",
+            "--port",
+            "0",
+            "--fail-rate",
+            str(fail_rate),
+            "--timeout-rate",
+            str(timeout_rate),
+            "--hang-seconds",
+            str(HANG_SECONDS),
+        ]
         self.process = None
         self.url = None
 
@@ -431,8 +497,10 @@ class Roles:
 
     def all_up_for(self, seconds: float) -> bool:
         now = self.clock()
-        return all(role.process is not None and role.process.poll() is None and now - role.started_at >= seconds
-                   for role in self.roles.values())
+        return all(
+            role.process is not None and role.process.poll() is None and now - role.started_at >= seconds
+            for role in self.roles.values()
+        )
 
     def kill(self, module: str, restart_after: float) -> None:
         """SIGKILL, wait until it is gone, and restart it after `restart_after` seconds."""
@@ -461,8 +529,11 @@ class Roles:
             if role.process is not None and role.process.poll() is None:
                 role.process.terminate()
         deadline = time.monotonic() + STOP_GRACE
-        return {m: stop_process(role.process, max(deadline - time.monotonic(), 0.1), signalled=True)
-                for m, role in self.roles.items() if role.process is not None}
+        return {
+            m: stop_process(role.process, max(deadline - time.monotonic(), 0.1), signalled=True)
+            for m, role in self.roles.items()
+            if role.process is not None
+        }
 
     def kill_all(self) -> None:
         for role in self.roles.values():
@@ -472,8 +543,11 @@ class Roles:
                 role.process.wait()
 
     def tracebacks(self) -> dict[str, int]:
-        return {m: self.log_path(m).read_text(errors="replace").count("Traceback") for m in ROLES
-                if self.log_path(m).exists()}
+        return {
+            m: self.log_path(m).read_text(errors="replace").count("Traceback")
+            for m in ROLES
+            if self.log_path(m).exists()
+        }
 
 
 # Why a row may be sent again, in the order repeats are put down to them: an
@@ -506,9 +580,11 @@ class RepeatWindows:
         self.answers_cut.update(trickled)
 
     def windows(self, row_id: int) -> dict[str, int]:
-        return {ANSWER_CUT: self.answers_cut.get(row_id, 0),
-                CONSUMER_KILL: len(self.kill_counts.get(row_id, ())),
-                REDIS_RESTART: self.redis_leased.get(row_id, 0)}
+        return {
+            ANSWER_CUT: self.answers_cut.get(row_id, 0),
+            CONSUMER_KILL: len(self.kill_counts.get(row_id, ())),
+            REDIS_RESTART: self.redis_leased.get(row_id, 0),
+        }
 
     def allowed(self, row_id: int) -> int:
         return 1 + sum(self.windows(row_id).values())
@@ -597,7 +673,7 @@ class Schedule:
         return self.active is None and self.next == len(self.steps)
 
     def not_begun(self) -> list[str]:
-        return [step.name for step in self.steps[self.next:]]
+        return [step.name for step in self.steps[self.next :]]
 
 
 @dataclass
@@ -739,8 +815,10 @@ class RedisBusy(HeldFault):
         self.say(f"Redis answers again after {self.held:.1f} s")
 
     def detail(self) -> str:
-        return (f"a script ran {self.seconds:g} s, threshold {BUSY_THRESHOLD_MS} ms; "
-                f"a probe got {self.answer or 'an answer'}")
+        return (
+            f"a script ran {self.seconds:g} s, threshold {BUSY_THRESHOLD_MS} ms; "
+            f"a probe got {self.answer or 'an answer'}"
+        )
 
     def problem(self) -> str | None:
         if self.error:
@@ -773,10 +851,13 @@ class OddAnswers(HeldFault):
         index = min(int(share * len(ODD_BODIES)), len(ODD_BODIES) - 1)
         if index != self.shown:
             self.shown = index
-            self.mock.configure(success_body=ODD_BODIES[index], fail_status=ODD_FAIL_STATUS,
-                                retry_after=ODD_RETRY_AFTER[index])
-            self.say(f"the endpoint answers 2xx with {ODD_BODIES[index][:40]!r} ({len(ODD_BODIES[index])} bytes) "
-                     f"and {ODD_FAIL_STATUS} with Retry-After {ODD_RETRY_AFTER[index]!r}")
+            self.mock.configure(
+                success_body=ODD_BODIES[index], fail_status=ODD_FAIL_STATUS, retry_after=ODD_RETRY_AFTER[index]
+            )
+            self.say(
+                f"the endpoint answers 2xx with {ODD_BODIES[index][:40]!r} ({len(ODD_BODIES[index])} bytes) "
+                f"and {ODD_FAIL_STATUS} with Retry-After {ODD_RETRY_AFTER[index]!r}"
+            )
 
     def end(self) -> None:
         self.mock.configure(success_body=None, fail_status=500, retry_after=None)
@@ -788,8 +869,10 @@ class OddAnswers(HeldFault):
         self.say(f"the endpoint answers as usual again after {self.held:.1f} s")
 
     def detail(self) -> str:
-        return (f"held {self.held:.1f} s: {self.delivered} 2xx with {len(ODD_BODIES)} odd bodies, "
-                f"{self.refused} {ODD_FAIL_STATUS}s with {len(ODD_RETRY_AFTER)} odd Retry-Afters")
+        return (
+            f"held {self.held:.1f} s: {self.delivered} 2xx with {len(ODD_BODIES)} odd bodies, "
+            f"{self.refused} {ODD_FAIL_STATUS}s with {len(ODD_RETRY_AFTER)} odd Retry-Afters"
+        )
 
 
 class TrickledAnswers(HeldFault):
@@ -808,8 +891,9 @@ class TrickledAnswers(HeldFault):
     def begin(self) -> None:
         self.mock.configure(trickle_seconds=TRICKLE_SECONDS)
         super().begin()
-        self.say(f"the endpoint trickles every answer over {TRICKLE_SECONDS:g} s "
-                 f"(the deadline is {REQUEST_TIMEOUT:g} s)")
+        self.say(
+            f"the endpoint trickles every answer over {TRICKLE_SECONDS:g} s (the deadline is {REQUEST_TIMEOUT:g} s)"
+        )
 
     def end(self) -> None:
         self.mock.configure(trickle_seconds=0)
@@ -817,8 +901,10 @@ class TrickledAnswers(HeldFault):
         self.say(f"the endpoint answers at once again after {self.held:.1f} s")
 
     def detail(self) -> str:
-        return (f"held {self.held:.1f} s: {self.answers} 2xx in {self.keys} keys taken but answered past "
-                f"the {REQUEST_TIMEOUT:g} s deadline")
+        return (
+            f"held {self.held:.1f} s: {self.answers} 2xx in {self.keys} keys taken but answered past "
+            f"the {REQUEST_TIMEOUT:g} s deadline"
+        )
 
 
 class ChaosRun:
@@ -860,8 +946,15 @@ class ChaosRun:
     # --- set-up ---------------------------------------------------------------
 
     def set_up(self) -> None:
-        missing = [name for name, path in (("redis-server", self.redis.binary), ("mariadbd", self.mariadb.server),
-                                           ("mariadb-install-db", self.mariadb.install_db)) if not path]
+        missing = [
+            name
+            for name, path in (
+                ("redis-server", self.redis.binary),
+                ("mariadbd", self.mariadb.server),
+                ("mariadb-install-db", self.mariadb.install_db),
+            )
+            if not path
+        ]
         if missing:
             raise SetupFailed(f"not installed: {', '.join(missing)} (apt-get install redis-server mariadb-server)")
         self.redis.start()
@@ -871,14 +964,20 @@ class ChaosRun:
         self.campaign.create(self.options.rows)
         self.mock.start()
         self.roles = Roles(self.role_environment(), self.logs, self.clock)
-        self.say(f"{self.options.rows} rows; private Redis on :{self.redis.port}, MariaDB on :{self.mariadb.port}, "
-                 f"mock at {self.mock.url} ({self.options.fail_rate:.0%} 5xx, {self.options.timeout_rate:.0%} hangs)")
+        self.say(
+            f"{self.options.rows} rows; private Redis on :{self.redis.port}, MariaDB on :{self.mariadb.port}, "
+            f"mock at {self.mock.url} ({self.options.fail_rate:.0%} 5xx, {self.options.timeout_rate:.0%} hangs)"
+        )
 
     def held_faults(self) -> list[tuple[HeldFault, bool]]:
         """Each held fault in the order of the schedule, and whether it is on."""
         options = self.options
-        return [(self.refusal, options.redis_refusals), (self.busy, options.redis_busy),
-                (self.odd, options.odd_answers), (self.trickle, options.trickle)]
+        return [
+            (self.refusal, options.redis_refusals),
+            (self.busy, options.redis_busy),
+            (self.odd, options.odd_answers),
+            (self.trickle, options.trickle),
+        ]
 
     def steps(self) -> list[Step]:
         """The schedule: the Redis faults, then the endpoint's and MySQL's,
@@ -898,13 +997,23 @@ class ChaosRun:
     def role_environment(self) -> dict:
         env = {name: os.environ[name] for name in INHERITED if name in os.environ}
         env.update(
-            PYTHONUNBUFFERED="1", LOG_LEVEL="INFO",
-            DATABASE_URL=self.mariadb.url, REDIS_URL=self.redis.url, KEY_PREFIX="",
-            CAMPAIGN_TABLE=TABLE, PHONE_COLUMN="column1", STATUS_COLUMN="column3",
-            WHATSAPP_URL=f"{self.mock.url}/test_camp", WHATSAPP_TIMEOUT=str(REQUEST_TIMEOUT),
-            LEASE_SECONDS=str(LEASE_SECONDS), RETRY_DELAY=str(RETRY_DELAY), MAX_ATTEMPTS=str(MAX_ATTEMPTS),
-            CONCURRENCY=str(self.options.concurrency), BATCH_SIZE=str(BATCH_SIZE),
-            POLL_INTERVAL=str(POLL_INTERVAL), HTTP_ENGINE=self.options.http_engine,
+            PYTHONUNBUFFERED="1",
+            LOG_LEVEL="INFO",
+            DATABASE_URL=self.mariadb.url,
+            REDIS_URL=self.redis.url,
+            KEY_PREFIX="",
+            CAMPAIGN_TABLE=TABLE,
+            PHONE_COLUMN="column1",
+            STATUS_COLUMN="column3",
+            WHATSAPP_URL=f"{self.mock.url}/test_camp",
+            WHATSAPP_TIMEOUT=str(REQUEST_TIMEOUT),
+            LEASE_SECONDS=str(LEASE_SECONDS),
+            RETRY_DELAY=str(RETRY_DELAY),
+            MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+            CONCURRENCY=str(self.options.concurrency),
+            BATCH_SIZE=str(BATCH_SIZE),
+            POLL_INTERVAL=str(POLL_INTERVAL),
+            HTTP_ENGINE=self.options.http_engine,
             BREAKER_COOLDOWN=str(BREAKER_COOLDOWN),
         )
         return env
@@ -999,9 +1108,11 @@ class ChaosRun:
 
     def report_progress(self) -> None:
         stats = self.mock.stats()
-        self.say(f"sent {self.counts[SENT]}, failed {self.counts[FAILED]}, pending {self.counts[PENDING]}; "
-                 f"mock: {stats['requests']} requests, {stats['delivered']} delivered, "
-                 f"{stats['duplicates']} repeats, {stats['in_flight']} in flight")
+        self.say(
+            f"sent {self.counts[SENT]}, failed {self.counts[FAILED]}, pending {self.counts[PENDING]}; "
+            f"mock: {stats['requests']} requests, {stats['delivered']} delivered, "
+            f"{stats['duplicates']} repeats, {stats['in_flight']} in flight"
+        )
 
     # --- faults -------------------------------------------------------------------
 
@@ -1024,8 +1135,11 @@ class ChaosRun:
         """Rows of the killed consumer's partition the endpoint took (2xx) that
         MySQL does not show as sent: each may be sent again. Row -> deliveries so far."""
         time.sleep(ANSWER_GRACE)
-        delivered = {row_id: count for row_id, count in deliveries_by_row(self.mock.deliveries()).items()
-                     if row_id % 2 == partition}
+        delivered = {
+            row_id: count
+            for row_id, count in deliveries_by_row(self.mock.deliveries()).items()
+            if row_id % 2 == partition
+        }
         try:
             sent = self.campaign.ids(SENT, partition)
         except Unreachable:
@@ -1047,8 +1161,12 @@ class ChaosRun:
         # between this snapshot of the leases and the kill.
         client.client_pause(10_000, all=False)
         now_ms = int(time.time() * 1000)
-        leased = {int(member) for queue in self.queues(client)
-                  for member in client.zrangebyscore(queue.due_key, f"({now_ms}", "+inf") if member.isdigit()}
+        leased = {
+            int(member)
+            for queue in self.queues(client)
+            for member in client.zrangebyscore(queue.due_key, f"({now_ms}", "+inf")
+            if member.isdigit()
+        }
         self.redis.kill()
         self.start_outage("Redis")
         self.say(f"Redis killed ({len(leased)} jobs leased or backing off); starting it again empty")
@@ -1121,13 +1239,17 @@ class ChaosRun:
             repeats=sum(count - 1 for count in deliveries.values()),
             repeated=repeated,
             explained=explained,
-            unexplained={row_id: (count, self.windows.allowed(row_id)) for row_id, count in repeated.items()
-                         if count > self.windows.allowed(row_id)},
+            unexplained={
+                row_id: (count, self.windows.allowed(row_id))
+                for row_id, count in repeated.items()
+                if count > self.windows.allowed(row_id)
+            },
             trickled_keys=len(trickled),
             foreign_keys=sorted(key for key in deliveries if row_of(key) is None),
             # A send carrying another row's key would show here: its phone's count and its key's differ.
-            mismatched=sorted(row_id for row_id, count in by_row.items()
-                              if recipients.get(phone_of(row_id), 0) != count),
+            mismatched=sorted(
+                row_id for row_id, count in by_row.items() if recipients.get(phone_of(row_id), 0) != count
+            ),
             consumer_kills=len(consumer_kills),
             window_kills=sum(1 for kill in consumer_kills if kill.exposed),
         )
@@ -1144,18 +1266,34 @@ class ChaosRun:
             ("sent", str(found.counts[SENT]), ""),
             ("failed", str(found.counts[FAILED]), ""),
             ("still pending", str(found.counts[PENDING]), ""),
-            ("lost", str(len(found.unqueued) + len(found.never_delivered)),
-             f"pending with no job queued {len(found.unqueued)}, "
-             f"marked sent but never delivered {len(found.never_delivered)}"),
-            ("sends seen by the mock", str(stats["delivered"]),
-             f"{stats['requests']} requests, {stats['hung']} hung, {stats['unique']} keys"),
-            ("repeats by idempotency key", str(found.repeats),
-             f"in {len(found.repeated)} keys, {len(found.unexplained)} unexplained; bound {bound} keys"),
-            ("repeats explained", str(sum(found.explained.values())),
-             ", ".join(f"{found.explained[reason]} by {reason}"
-                       for reason in (ANSWER_CUT, CONSUMER_KILL, REDIS_RESTART))),
-            ("kills", str(len(self.kills)),
-             f"{found.consumer_kills} of consumers, {found.window_kills} in the repeat window"),
+            (
+                "lost",
+                str(len(found.unqueued) + len(found.never_delivered)),
+                f"pending with no job queued {len(found.unqueued)}, "
+                f"marked sent but never delivered {len(found.never_delivered)}",
+            ),
+            (
+                "sends seen by the mock",
+                str(stats["delivered"]),
+                f"{stats['requests']} requests, {stats['hung']} hung, {stats['unique']} keys",
+            ),
+            (
+                "repeats by idempotency key",
+                str(found.repeats),
+                f"in {len(found.repeated)} keys, {len(found.unexplained)} unexplained; bound {bound} keys",
+            ),
+            (
+                "repeats explained",
+                str(sum(found.explained.values())),
+                ", ".join(
+                    f"{found.explained[reason]} by {reason}" for reason in (ANSWER_CUT, CONSUMER_KILL, REDIS_RESTART)
+                ),
+            ),
+            (
+                "kills",
+                str(len(self.kills)),
+                f"{found.consumer_kills} of consumers, {found.window_kills} in the repeat window",
+            ),
             ("Redis restarts", str(self.redis_restarts), f"{self.redis_leased} jobs leased at the restart"),
             ("MySQL restarts", str(self.mysql_restarts), f"down {self.mysql_down_for:.1f} s"),
             *(fault_line(fault, enabled) for fault, enabled in self.held_faults()),
@@ -1172,25 +1310,37 @@ class ChaosRun:
         if found.unqueued:
             fail(f"{len(found.unqueued)} pending rows have no job queued (e.g. ids {found.unqueued[:5]})")
         if found.never_delivered:
-            fail(f"{len(found.never_delivered)} rows are marked sent but the endpoint never took them "
-                 f"(e.g. ids {found.never_delivered[:5]})")
+            fail(
+                f"{len(found.never_delivered)} rows are marked sent but the endpoint never took them "
+                f"(e.g. ids {found.never_delivered[:5]})"
+            )
         if found.unexplained:
-            sample = ", ".join(f"{TABLE}:{row_id} x{count} (allowed {allowed})"
-                               for row_id, (count, allowed) in sorted(found.unexplained.items())[:5])
-            fail(f"{len(found.unexplained)} keys were sent again with no kill, Redis restart or cut answer "
-                 f"to explain it: {sample}")
+            sample = ", ".join(
+                f"{TABLE}:{row_id} x{count} (allowed {allowed})"
+                for row_id, (count, allowed) in sorted(found.unexplained.items())[:5]
+            )
+            fail(
+                f"{len(found.unexplained)} keys were sent again with no kill, Redis restart or cut answer "
+                f"to explain it: {sample}"
+            )
         if len(found.repeated) > bound:
-            fail(f"{len(found.repeated)} repeated keys, more than the {bound} that {window_events} window events "
-                 f"can explain")
+            fail(
+                f"{len(found.repeated)} repeated keys, more than the {bound} that {window_events} window events "
+                f"can explain"
+            )
         if found.counts[PENDING]:
             fail(f"{found.counts[PENDING]} rows still pending after settling")
         if found.foreign_keys:
-            fail(f"{len(found.foreign_keys)} sends without an Idempotency-Key of the form {TABLE}:<id> "
-                 f"(e.g. {found.foreign_keys[:3]})")
+            fail(
+                f"{len(found.foreign_keys)} sends without an Idempotency-Key of the form {TABLE}:<id> "
+                f"(e.g. {found.foreign_keys[:3]})"
+            )
         if found.mismatched:
-            fail(f"{len(found.mismatched)} rows' phones got a different number of messages than their "
-                 f"Idempotency-Key shows (e.g. ids {found.mismatched[:5]})")
-        for fault, enabled in self.held_faults():
+            fail(
+                f"{len(found.mismatched)} rows' phones got a different number of messages than their "
+                f"Idempotency-Key shows (e.g. ids {found.mismatched[:5]})"
+            )
+        for fault, _enabled in self.held_faults():
             if fault.began is not None and fault.problem():
                 fail(fault.problem())
         for exit_ in self.roles.exits:
@@ -1245,35 +1395,87 @@ def interrupt(signum, _frame) -> None:
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.option("--rows", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Pending rows to seed and send.")
-@click.option("--kill-every", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
-              help="Seconds between SIGKILLs of a random process (jittered 0.5x to 1.5x).")
-@click.option("--time-limit", type=click.FloatRange(min=1), default=600.0, show_default=True,
-              help="Stop the chaos after this many seconds even if rows are still pending.")
-@click.option("--mysql-down-seconds", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="How long MySQL stays down when it is restarted.")
-@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.10, show_default=True,
-              help="Share of sends the mock answers with HTTP 500.")
-@click.option("--timeout-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
-              help=f"Share of sends the mock never answers (it hangs {HANG_SECONDS:g} s; "
-                   f"the consumers time out after {REQUEST_TIMEOUT:g} s).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Sends in flight per consumer.")
-@click.option("--http-engine", type=click.Choice(sorted(ENGINES)), default="requests",
-              show_default=True, help="HTTP_ENGINE of the consumers.")
-@click.option("--redis-refusals/--no-redis-refusals", default=True, show_default=True,
-              help="Make Redis refuse every write (maxmemory 1, noeviction) for --phase-seconds.")
-@click.option("--redis-busy/--no-redis-busy", default=True, show_default=True,
-              help="Keep Redis busy in a script, so it answers BUSY, for --phase-seconds.")
-@click.option("--odd-answers/--no-odd-answers", default=True, show_default=True,
-              help=f"Have the mock answer odd 2xx bodies and {ODD_FAIL_STATUS}s with odd Retry-After texts "
-                   f"for --phase-seconds.")
-@click.option("--trickle/--no-trickle", default=True, show_default=True,
-              help=f"Have the mock trickle every answer over {TRICKLE_SECONDS:g} s, past the request "
-                   f"deadline, for --phase-seconds.")
-@click.option("--phase-seconds", type=click.FloatRange(0.5, LEASE_SECONDS / 2), default=3.0,
-              show_default=True, help="How long each of those faults is held.")
+@click.option(
+    "--rows", type=click.IntRange(min=1), default=20_000, show_default=True, help="Pending rows to seed and send."
+)
+@click.option(
+    "--kill-every",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds between SIGKILLs of a random process (jittered 0.5x to 1.5x).",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Stop the chaos after this many seconds even if rows are still pending.",
+)
+@click.option(
+    "--mysql-down-seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="How long MySQL stays down when it is restarted.",
+)
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.10,
+    show_default=True,
+    help="Share of sends the mock answers with HTTP 500.",
+)
+@click.option(
+    "--timeout-rate",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help=f"Share of sends the mock never answers (it hangs {HANG_SECONDS:g} s; "
+    f"the consumers time out after {REQUEST_TIMEOUT:g} s).",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="Sends in flight per consumer."
+)
+@click.option(
+    "--http-engine",
+    type=click.Choice(sorted(ENGINES)),
+    default="requests",
+    show_default=True,
+    help="HTTP_ENGINE of the consumers.",
+)
+@click.option(
+    "--redis-refusals/--no-redis-refusals",
+    default=True,
+    show_default=True,
+    help="Make Redis refuse every write (maxmemory 1, noeviction) for --phase-seconds.",
+)
+@click.option(
+    "--redis-busy/--no-redis-busy",
+    default=True,
+    show_default=True,
+    help="Keep Redis busy in a script, so it answers BUSY, for --phase-seconds.",
+)
+@click.option(
+    "--odd-answers/--no-odd-answers",
+    default=True,
+    show_default=True,
+    help=f"Have the mock answer odd 2xx bodies and {ODD_FAIL_STATUS}s with odd Retry-After texts for --phase-seconds.",
+)
+@click.option(
+    "--trickle/--no-trickle",
+    default=True,
+    show_default=True,
+    help=f"Have the mock trickle every answer over {TRICKLE_SECONDS:g} s, past the request "
+    f"deadline, for --phase-seconds.",
+)
+@click.option(
+    "--phase-seconds",
+    type=click.FloatRange(0.5, LEASE_SECONDS / 2),
+    default=3.0,
+    show_default=True,
+    help="How long each of those faults is held.",
+)
 @click.option("--seed", type=int, default=None, help="Seed for the run's random choices (printed when not given).")
 @click.option("--keep", is_flag=True, help="Keep the run's directory (logs, MariaDB data) even when it passes.")
 def main(**options):

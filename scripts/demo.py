@@ -10,8 +10,8 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,9 +21,9 @@ import redis
 import requests
 from tqdm import tqdm
 
+from common.errors import CampaignError, ConfigError
 from common.settings import parse_database_url
 from common.store.campaign import CampaignTable
-from common.errors import CampaignError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".local" / "demo-logs"
@@ -35,8 +35,15 @@ PREFIX = "demo:"
 def connect(database_url: str):
     target = parse_database_url(database_url)
     try:
-        return pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                               database=target.database, unix_socket=target.unix_socket, autocommit=True)
+        return pymysql.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            database=target.database,
+            unix_socket=target.unix_socket,
+            autocommit=True,
+        )
     except pymysql.MySQLError as exc:
         raise ConfigError(f"cannot connect to {target.describe()}: {exc.args[-1]} (run scripts/setup)") from None
 
@@ -66,7 +73,7 @@ def seed(connection, rows: int, bad_share: float) -> None:
         bad_every = round(1 / bad_share) if bad_share > 0 else 0
         phones = [(demo_phone(n, bad_every),) for n in range(rows)]
         for start in range(0, rows, 5000):
-            cursor.executemany(f"INSERT INTO {TABLE} (column1) VALUES (%s)", phones[start:start + 5000])
+            cursor.executemany(f"INSERT INTO {TABLE} (column1) VALUES (%s)", phones[start : start + 5000])
 
 
 def counts(connection) -> dict[int, int]:
@@ -78,15 +85,26 @@ def counts(connection) -> dict[int, int]:
 def clear_demo_keys(client: redis.Redis) -> None:
     keys = list(client.scan_iter(f"{PREFIX}*", count=1000))
     for start in range(0, len(keys), 1000):
-        client.delete(*keys[start:start + 1000])
+        client.delete(*keys[start : start + 1000])
 
 
 def start_mock(port: int, latency_ms: float, fail_rate: float) -> tuple[subprocess.Popen, str]:
     LOGS.mkdir(parents=True, exist_ok=True)
     mock = subprocess.Popen(
-        [sys.executable, "-m", "common.mock_whatsapp", "--port", str(port), "--latency-ms", str(latency_ms),
-         "--fail-rate", str(fail_rate)],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "common.mock_whatsapp",
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(latency_ms),
+            "--fail-rate",
+            str(fail_rate),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = mock.stderr.readline()
     match = re.search(r"http://\S+", line)
@@ -100,17 +118,22 @@ def start_roles(env: dict) -> dict[str, subprocess.Popen]:
     processes = {}
     for module in ROLES:
         log = open(LOGS / f"{module.replace('.', '-')}.log", "w")
-        processes[module] = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
-                                             stdout=log, stderr=subprocess.STDOUT)
+        processes[module] = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     return processes
 
 
 def start_dashboard(env: dict, port: int) -> tuple[subprocess.Popen, str | None]:
     """The web service on loopback, for watching and steering the demo; the
     demo goes on without it if it cannot listen (the port is taken)."""
-    web = subprocess.Popen([sys.executable, "-m", "common.web", "--port", str(port)], cwd=ROOT,
-                           env={k: v for k, v in env.items() if not k.startswith("WEB_")},
-                           stderr=subprocess.PIPE, text=True)
+    web = subprocess.Popen(
+        [sys.executable, "-m", "common.web", "--port", str(port)],
+        cwd=ROOT,
+        env={k: v for k, v in env.items() if not k.startswith("WEB_")},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in web.stderr:
         match = re.search(r"listening on (http://\S+)", line)
         if match:
@@ -133,8 +156,13 @@ def stop(processes: dict[str, subprocess.Popen]) -> dict[str, int]:
 @click.option("--port", default=0, help="Port for the mock endpoint (default: a free one).")
 @click.option("--latency-ms", default=20.0, show_default=True, help="Mock endpoint latency per send.")
 @click.option("--fail-rate", default=0.05, show_default=True, help="Share of sends the mock answers with 500.")
-@click.option("--bad-phones", default=0.002, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of rows seeded with a phone that is not valid: they fail with a reason, unsent.")
+@click.option(
+    "--bad-phones",
+    default=0.002,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of rows seeded with a phone that is not valid: they fail with a reason, unsent.",
+)
 @click.option("--timeout", "time_limit", default=600.0, show_default=True, help="Give up after this many seconds.")
 @click.option("--web-port", default=8000, show_default=True, help="Port of the dashboard (127.0.0.1).")
 def main(rows, port, latency_ms, fail_rate, bad_phones, time_limit, web_port):
@@ -157,14 +185,25 @@ def run(rows, port, latency_ms, fail_rate, bad_phones, time_limit, web_port) -> 
     seed(connection, rows, bad_phones)
     clear_demo_keys(client)
     mock, mock_url = start_mock(port, latency_ms, fail_rate)
-    env = dict(os.environ, CAMPAIGN_TABLE=TABLE, KEY_PREFIX=PREFIX, WHATSAPP_URL=f"{mock_url}/test_camp",
-               POLL_INTERVAL="1", RETRY_DELAY="0.5", PYTHONUNBUFFERED="1")
-    click.echo(f"demo: {rows} rows in table {TABLE}, mock endpoint at {mock_url} "
-               f"({latency_ms:g} ms, {fail_rate:.0%} failures), logs in {LOGS.relative_to(ROOT)}/")
+    env = dict(
+        os.environ,
+        CAMPAIGN_TABLE=TABLE,
+        KEY_PREFIX=PREFIX,
+        WHATSAPP_URL=f"{mock_url}/test_camp",
+        POLL_INTERVAL="1",
+        RETRY_DELAY="0.5",
+        PYTHONUNBUFFERED="1",
+    )
+    click.echo(
+        f"demo: {rows} rows in table {TABLE}, mock endpoint at {mock_url} "
+        f"({latency_ms:g} ms, {fail_rate:.0%} failures), logs in {LOGS.relative_to(ROOT)}/"
+    )
     web, dashboard = start_dashboard(env, web_port)
     if dashboard:
-        click.echo(f"demo: dashboard at {dashboard}/ ; in another terminal: "
-                   f"scripts/status --table {TABLE} --key-prefix {PREFIX} --watch")
+        click.echo(
+            f"demo: dashboard at {dashboard}/ ; in another terminal: "
+            f"scripts/status --table {TABLE} --key-prefix {PREFIX} --watch"
+        )
     started = time.monotonic()
     processes = start_roles(env)
     try:
@@ -198,8 +237,13 @@ def run(rows, port, latency_ms, fail_rate, bad_phones, time_limit, web_port) -> 
         f"{stats['unique']} unique, {stats['duplicates']} duplicates\n"
         f"{elapsed:.1f} s, {state.get(0, 0) / elapsed:.0f} msg/s | exit codes {codes}"
     )
-    ok = (state.get(1, 0) == 0 and left == 0 and stats["duplicates"] == 0
-          and stats["unique"] == state.get(0, 0) and not any(codes.values()))
+    ok = (
+        state.get(1, 0) == 0
+        and left == 0
+        and stats["duplicates"] == 0
+        and stats["unique"] == state.get(0, 0)
+        and not any(codes.values())
+    )
     demo_table = CampaignTable(parse_database_url(database_url), TABLE, "column1", "column3")
     for reason, count in demo_table.failure_reasons():
         click.echo(f"failed {count}: {reason}")

@@ -18,13 +18,13 @@ import pytest
 import redis
 
 from common.cli import environment_variables
-from common.settings import MySQLTarget, Partition, Settings, parse_database_url
 from common.process.consumer import Consumer
-from common.store.campaign import CampaignTable
-from common.queue.jobs import JobQueue
-from common.testing.mock_gateway import MockWhatsApp
 from common.process.producer import Producer
 from common.process.wiring import campaign_table, senders_for
+from common.queue.jobs import JobQueue
+from common.settings import MySQLTarget, Partition, Settings, parse_database_url
+from common.store.campaign import CampaignTable
+from common.testing.mock_gateway import MockWhatsApp
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/test"
@@ -32,8 +32,15 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def admin_connection(target: MySQLTarget, database: str | None = None):
-    return pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                           unix_socket=target.unix_socket, database=database, autocommit=True)
+    return pymysql.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        unix_socket=target.unix_socket,
+        database=database,
+        autocommit=True,
+    )
 
 
 def load_schema(connection) -> None:
@@ -68,8 +75,10 @@ def mysql_db(mysql_server):
     """The session database with fresh, empty tables for this test."""
     with admin_connection(mysql_server, mysql_server.database) as connection:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS campaign_master_1, campaign_failures, delivery_attempts, "
-                           "send_generations, ingest_requests")
+            cursor.execute(
+                "DROP TABLE IF EXISTS campaign_master_1, campaign_failures, delivery_attempts, "
+                "send_generations, ingest_requests"
+            )
         load_schema(connection)
     return mysql_server
 
@@ -114,8 +123,9 @@ class Campaign:
     def add(self, count: int, phone=lambda i: f"62812{i:08d}") -> list[int]:
         """Insert `count` pending rows; returns their ids."""
         with self.connection.cursor() as cursor:
-            cursor.executemany("INSERT INTO campaign_master_1 (column1) VALUES (%s)",
-                               [(phone(i),) for i in range(count)])
+            cursor.executemany(
+                "INSERT INTO campaign_master_1 (column1) VALUES (%s)", [(phone(i),) for i in range(count)]
+            )
         return [row[0] for row in self.query("SELECT id FROM campaign_master_1 ORDER BY id")][-count:]
 
     def states(self) -> dict[int, int]:
@@ -145,10 +155,19 @@ def settings_for(mysql_db, redis_url, mock):
     """Settings for an in-process role; fast retries so tests stay short."""
 
     def build(index=1, of=2, **overrides):
-        values = dict(database=mysql_db, redis_url=redis_url, partition=Partition(index, of),
-                      whatsapp_url=f"{mock.url}/test_camp", poll_interval=0.2, retry_delay=0.05,
-                      request_timeout=1.0, lease_seconds=5.0, concurrency=4, batch_size=50,
-                      breaker_cooldown=0.5)
+        values = dict(
+            database=mysql_db,
+            redis_url=redis_url,
+            partition=Partition(index, of),
+            whatsapp_url=f"{mock.url}/test_camp",
+            poll_interval=0.2,
+            retry_delay=0.05,
+            request_timeout=1.0,
+            lease_seconds=5.0,
+            concurrency=4,
+            batch_size=50,
+            breaker_cooldown=0.5,
+        )
         values.update(overrides)
         return Settings(**values)
 
@@ -180,21 +199,37 @@ def queue_for(real_redis):
 def role_env(mysql_db, redis_url, mock):
     """Environment for running the real entry points as subprocesses."""
     own = {name: value for name, value in os.environ.items() if name not in environment_variables()}
-    env = dict(own, DATABASE_URL=database_url(mysql_db), REDIS_URL=redis_url,
-               WHATSAPP_URL=f"{mock.url}/test_camp", POLL_INTERVAL="0.2", RETRY_DELAY="0.05",
-               WHATSAPP_TIMEOUT="1", LEASE_SECONDS="4", CONCURRENCY="4", BREAKER_COOLDOWN="1",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        own,
+        DATABASE_URL=database_url(mysql_db),
+        REDIS_URL=redis_url,
+        WHATSAPP_URL=f"{mock.url}/test_camp",
+        POLL_INTERVAL="0.2",
+        RETRY_DELAY="0.05",
+        WHATSAPP_TIMEOUT="1",
+        LEASE_SECONDS="4",
+        CONCURRENCY="4",
+        BREAKER_COOLDOWN="1",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def start_role(module: str, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_role(module: str, env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture

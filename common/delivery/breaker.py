@@ -87,7 +87,8 @@ return 'opened'
 
 
 GIVE_BACK = """
-if redis.call('HGET', KEYS[1], 'state') == 'half_open' and tonumber(redis.call('HGET', KEYS[1], 'trials') or '0') > 0 then
+local trials = tonumber(redis.call('HGET', KEYS[1], 'trials') or '0')
+if redis.call('HGET', KEYS[1], 'state') == 'half_open' and trials > 0 then
   redis.call('HINCRBY', KEYS[1], 'trials', -1)
 end
 return 0
@@ -136,7 +137,8 @@ class Breaker:
         if known is not STALE:
             return known
         allowed, state, left_ms, failures = self._allow(
-            keys=[self.key], args=[self.policy.successes, int(self.policy.trial_timeout * 1000), KEY_TTL_MS])
+            keys=[self.key], args=[self.policy.successes, int(self.policy.trial_timeout * 1000), KEY_TTL_MS]
+        )
         self.remember(state, left_ms)
         self.failures_known = failures > 0
         if not allowed:
@@ -164,17 +166,30 @@ class Breaker:
             return
         state = self._record(
             keys=[self.key],
-            args=[outcome, self.policy.failures, self.policy.successes, int(self.policy.cooldown * 1000),
-                  reason[:200], KEY_TTL_MS])
+            args=[
+                outcome,
+                self.policy.failures,
+                self.policy.successes,
+                int(self.policy.cooldown * 1000),
+                reason[:200],
+                KEY_TTL_MS,
+            ],
+        )
         if state == "opened":
-            log.error("sender %s is down (%s): no sends through it for %.0f s, then a trial",
-                      self.name, reason or "too many consecutive failures", self.policy.cooldown)
+            log.error(
+                "sender %s is down (%s): no sends through it for %.0f s, then a trial",
+                self.name,
+                reason or "too many consecutive failures",
+                self.policy.cooldown,
+            )
         elif state == "recovered":
             log.warning("sender %s is back: %d trial sends went through", self.name, self.policy.successes)
         self.failures_known = outcome == "fail" and state == "closed"
         # After a late failure on an open breaker its end is unknown here: 0 makes the next allow() ask.
-        self.remember({"opened": "open", "recovered": "closed"}.get(state, state),
-                      self.policy.cooldown * 1000 if state == "opened" else 0)
+        self.remember(
+            {"opened": "open", "recovered": "closed"}.get(state, state),
+            self.policy.cooldown * 1000 if state == "opened" else 0,
+        )
 
     def remember(self, state: str, left_ms: float) -> None:
         with self._lock:

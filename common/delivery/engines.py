@@ -16,14 +16,14 @@ MAX_ANSWER_BYTES of an answer are read; that is plenty to classify it.
 import abc
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import aiohttp
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-
 
 MAX_ANSWER_BYTES = 1 << 20
 CONNECT_TIMEOUT = 3.0  # seconds at most for the connection, within the deadline
@@ -124,8 +124,9 @@ class RequestsEngine(BlockingEngine):
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         deadline = time.monotonic() + self.deadline
         try:
-            response = self.session.request(method, self.url, data=body, headers=headers, timeout=self.timeout,
-                                            stream=True)
+            response = self.session.request(
+                method, self.url, data=body, headers=headers, timeout=self.timeout, stream=True
+            )
         except requests.Timeout as exc:
             raise EngineTimeout(type(exc).__name__) from None
         except requests.RequestException as exc:
@@ -151,9 +152,16 @@ class Urllib3Engine(BlockingEngine):
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         deadline = time.monotonic() + self.deadline
         try:
-            response = self.pool.urlopen(method, self.path, body=body, headers={**self.headers, **headers},
-                                         retries=False, timeout=self.timeout, redirect=False,
-                                         preload_content=False)
+            response = self.pool.urlopen(
+                method,
+                self.path,
+                body=body,
+                headers={**self.headers, **headers},
+                retries=False,
+                timeout=self.timeout,
+                redirect=False,
+                preload_content=False,
+            )
         except urllib3.exceptions.NewConnectionError as exc:
             # Checked first: urllib3 makes it a subclass of ConnectTimeoutError.
             raise EngineError(type(exc).__name__) from None
@@ -187,9 +195,11 @@ class AiohttpEngine:
 
     def get(self) -> Answer:
         """For the start-up probe, before any loop runs: a session of its own."""
+
         async def probe() -> Answer:
             async with self.new_session(1) as session:
                 return await self.call(session, "GET", None, {})
+
         return asyncio.run(probe())
 
     async def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
@@ -208,7 +218,7 @@ class AiohttpEngine:
                 if not response.content.at_eof():
                     response.close()  # unread bytes: not a connection to reuse
                 return Answer(response.status, response.headers, b"".join(chunks).decode("utf-8", "replace"))
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise EngineTimeout(type(exc).__name__) from None
         except aiohttp.ClientError as exc:
             raise EngineError(type(exc).__name__) from None

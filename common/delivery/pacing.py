@@ -27,9 +27,11 @@ if wait > tonumber(ARGV[2]) then
   return {0, wait - tonumber(ARGV[2])}
 end
 local next_tat = slot + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + tonumber(ARGV[3]))
+local ttl = math.ceil((next_tat - now) / 1000) + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
 return {1, wait}
 """
+
 
 class Pacer:
     """One sender's shared pacing: a rate (sends a second, or None) and jitter (seconds)."""

@@ -22,9 +22,9 @@ import time
 import redis
 
 from common.delivery.breaker import STALE, Breaker, BreakerPolicy
-from common.errors import ConfigError, ServiceUnavailable
 from common.delivery.pacing import Pacer
 from common.delivery.sender import Message, Outcome, Sender, SendResult
+from common.errors import ConfigError, ServiceUnavailable
 from common.queue import keys
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,12 @@ class SenderPool:
 
     @classmethod
     def build(cls, senders: list[Sender], client: redis.Redis, settings) -> "SenderPool":
-        policy = BreakerPolicy(settings.breaker_failures, settings.breaker_cooldown, settings.breaker_successes,
-                               trial_timeout=2 * settings.request_timeout + 1)
+        policy = BreakerPolicy(
+            settings.breaker_failures,
+            settings.breaker_cooldown,
+            settings.breaker_successes,
+            trial_timeout=2 * settings.request_timeout + 1,
+        )
         routes = []
         for sender, rate in zip(senders, settings.sender_rates(len(senders))):
             pace_key = keys.pace(settings.key_prefix, sender.name)
@@ -139,8 +143,10 @@ class SenderPool:
             routes.append(Route(sender, breaker, pacer))
         names = [route.name for route in routes]
         if len(set(names)) < len(names):
-            raise ConfigError(f"two senders have the same name ({', '.join(names)}): give each its own "
-                              "URL, session, phone number id or user")
+            raise ConfigError(
+                f"two senders have the same name ({', '.join(names)}): give each its own "
+                "URL, session, phone number id or user"
+            )
         return cls(routes, client, keys.senders(settings.key_prefix))
 
     def probe(self) -> None:
@@ -203,7 +209,7 @@ class SenderPool:
     async def wait_for_slot(self, route: Route) -> bool:
         try:
             await asyncio.wait_for(route.pace_lock.acquire(), MAX_NAP)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         try:
             granted, wait = await asyncio.to_thread(route.pacer.reserve)

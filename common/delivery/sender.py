@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from common.errors import ConfigError, ServiceUnavailable
 from common.delivery.engines import EngineError, EngineTimeout, HttpEngine
+from common.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Awaitable, Callable
 
 import uvloop
 
@@ -53,11 +53,13 @@ class Sends:
 
     def take_unstarted(self) -> list:
         """Withdraw what no send has picked up yet (for a shutdown)."""
+
         async def drain():
             unstarted = []
             while not self.todo.empty():
                 unstarted.append(self.todo.get_nowait())
             return unstarted
+
         return asyncio.run_coroutine_threadsafe(drain(), self.loop).result()
 
     def stop(self) -> None:

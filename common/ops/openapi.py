@@ -11,45 +11,100 @@ MESSAGE = {
     "required": ["to"],
     "additionalProperties": False,
     "properties": {
-        "to": {"type": "string", "example": "+62 812 3456 7890",
-               "description": "Phone number; national numbers need DEFAULT_REGION."},
-        "template": {"type": "string", "minLength": 1,
-                     "description": "The campaign's WHATSAPP_TEMPLATE, or any template with TEMPLATE_COLUMN set."},
-        "text": {"type": "string", "minLength": 1,
-                 "description": "The campaign's WHATSAPP_TEXT, or any text with TEXT_COLUMN set."},
-        "params": {"type": "object",
-                   "additionalProperties": {"oneOf": [{"type": "string", "maxLength": MAX_VALUE_LENGTH},
-                                                      {"type": "number"}]},
-                   "description": "Values for other columns of the campaign table (message variables)."},
+        "to": {
+            "type": "string",
+            "example": "+62 812 3456 7890",
+            "description": "Phone number; national numbers need DEFAULT_REGION.",
+        },
+        "template": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The campaign's WHATSAPP_TEMPLATE, or any template with TEMPLATE_COLUMN set.",
+        },
+        "text": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The campaign's WHATSAPP_TEXT, or any text with TEXT_COLUMN set.",
+        },
+        "params": {
+            "type": "object",
+            "additionalProperties": {"oneOf": [{"type": "string", "maxLength": MAX_VALUE_LENGTH}, {"type": "number"}]},
+            "description": "Values for other columns of the campaign table (message variables).",
+        },
     },
 }
-ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
-         "properties": {"error": {"type": "string", "description": "What was wrong, in one line."}}}
-QUEUED = {"type": "object", "required": ["status", "ids"], "additionalProperties": False, "properties": {
-    "status": {"const": "queued"},
-    "ids": {"type": "array", "items": {"type": "integer"}, "description": "The new rows' ids, in order."}}}
-STEERED = {"type": "object", "required": ["paused", "partition"], "additionalProperties": False, "properties": {
-    "paused": {"type": "boolean"},
-    "partition": {"type": ["string", "null"], "description": "\"K/N\", or null for the whole campaign."}}}
-RESENT = {"type": "object", "required": ["resent"], "additionalProperties": False, "properties": {
-    "resent": {"type": "integer", "minimum": 0, "description": "Failed rows set back to pending."}}}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {"error": {"type": "string", "description": "What was wrong, in one line."}},
+}
+QUEUED = {
+    "type": "object",
+    "required": ["status", "ids"],
+    "additionalProperties": False,
+    "properties": {
+        "status": {"const": "queued"},
+        "ids": {"type": "array", "items": {"type": "integer"}, "description": "The new rows' ids, in order."},
+    },
+}
+STEERED = {
+    "type": "object",
+    "required": ["paused", "partition"],
+    "additionalProperties": False,
+    "properties": {
+        "paused": {"type": "boolean"},
+        "partition": {"type": ["string", "null"], "description": '"K/N", or null for the whole campaign.'},
+    },
+}
+RESENT = {
+    "type": "object",
+    "required": ["resent"],
+    "additionalProperties": False,
+    "properties": {"resent": {"type": "integer", "minimum": 0, "description": "Failed rows set back to pending."}},
+}
 CHECK = {"enum": ["ok", "unreachable"]}
-HEALTH = {"type": "object", "required": ["status", "mysql", "redis"], "additionalProperties": False,
-          "properties": {"status": {"enum": ["ok", "degraded"]}, "mysql": CHECK, "redis": CHECK}}
+HEALTH = {
+    "type": "object",
+    "required": ["status", "mysql", "redis"],
+    "additionalProperties": False,
+    "properties": {"status": {"enum": ["ok", "degraded"]}, "mysql": CHECK, "redis": CHECK},
+}
 COUNT = {"type": "integer", "minimum": 0}
 STATUS = {
     "type": "object",
     "description": "What `python -m common.status --json` prints.",
-    "required": ["time", "table", "rows", "done_percent", "rate_per_second", "eta_seconds", "done", "paused",
-                 "total", "partitions", "processes", "senders", "failure_reasons", "recent_failures",
-                 "sent_per_minute"],
+    "required": [
+        "time",
+        "table",
+        "rows",
+        "done_percent",
+        "rate_per_second",
+        "eta_seconds",
+        "done",
+        "paused",
+        "total",
+        "partitions",
+        "processes",
+        "senders",
+        "failure_reasons",
+        "recent_failures",
+        "sent_per_minute",
+    ],
     "properties": {
-        "time": {"type": "string"}, "table": {"type": "string"}, "rows": COUNT,
-        "done_percent": {"type": "number"}, "rate_per_second": {"type": "number"},
-        "eta_seconds": {"type": ["integer", "null"]}, "done": {"type": "boolean"}, "paused": {"type": "boolean"},
+        "time": {"type": "string"},
+        "table": {"type": "string"},
+        "rows": COUNT,
+        "done_percent": {"type": "number"},
+        "rate_per_second": {"type": "number"},
+        "eta_seconds": {"type": ["integer", "null"]},
+        "done": {"type": "boolean"},
+        "paused": {"type": "boolean"},
         "total": {"type": "object", "additionalProperties": COUNT},
-        "partitions": {"type": "array", "items": {"type": "object", "required": ["partition"],
-                                                  "properties": {"partition": {"type": "string"}}}},
+        "partitions": {
+            "type": "array",
+            "items": {"type": "object", "required": ["partition"], "properties": {"partition": {"type": "string"}}},
+        },
         "processes": {"type": "array", "items": {"type": "object"}},
         "senders": {"type": "array", "items": {"type": "object"}},
         "failure_reasons": {"type": "array", "items": {"type": "object"}},
@@ -65,105 +120,240 @@ def json_body(schema: dict) -> dict:
 
 AN_ERROR = json_body({"$ref": "#/components/schemas/Error"})
 RESPONSES = {
-    "BadRequest": {"description": "the body is not what this operation takes (not JSON, nested too deeply, "
-                                  "a lone surrogate, a wrong field or value); nothing was changed", **AN_ERROR},
-    "Unauthorized": {"description": "credentials needed (WEB_USERNAME/WEB_PASSWORD are set)", **AN_ERROR,
-                     "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}},
-    "Forbidden": {"description": "without WEB_USERNAME/WEB_PASSWORD only requests to localhost are served",
-                  **AN_ERROR},
-    "TooLarge": {"description": "the body is larger than WEB_MAX_BODY (1 MiB unless set); the server (waitress) "
-                                "answers before reading it, in plain text",
-                 "content": {"text/plain": {"schema": {"type": "string"}}}},
-    "NotJson": {"description": "a POST must say Content-Type: application/json (a cross-site form cannot)",
-                **AN_ERROR},
+    "BadRequest": {
+        "description": "the body is not what this operation takes (not JSON, nested too deeply, "
+        "a lone surrogate, a wrong field or value); nothing was changed",
+        **AN_ERROR,
+    },
+    "Unauthorized": {
+        "description": "credentials needed (WEB_USERNAME/WEB_PASSWORD are set)",
+        **AN_ERROR,
+        "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    },
+    "Forbidden": {"description": "without WEB_USERNAME/WEB_PASSWORD only requests to localhost are served", **AN_ERROR},
+    "TooLarge": {
+        "description": "the body is larger than WEB_MAX_BODY (1 MiB unless set); the server (waitress) "
+        "answers before reading it, in plain text",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    "NotJson": {"description": "a POST must say Content-Type: application/json (a cross-site form cannot)", **AN_ERROR},
     "Unavailable": {"description": "MySQL or Redis does not answer", **AN_ERROR},
 }
 
 
 def answers(ok: dict, *others: str) -> dict:
     """The operation's own answers plus the shared ones, named by status code."""
-    names = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "413": "TooLarge", "415": "NotJson",
-             "503": "Unavailable"}
+    names = {
+        "400": "BadRequest",
+        "401": "Unauthorized",
+        "403": "Forbidden",
+        "413": "TooLarge",
+        "415": "NotJson",
+        "503": "Unavailable",
+    }
     return {**ok, **{code: {"$ref": f"#/components/responses/{names[code]}"} for code in others}}
 
 
 def steer(action: str, of: int) -> dict:
-    body = {"type": "object", "additionalProperties": False, "properties": {
-        "partition": {"type": ["integer", "null"], "minimum": 0, "maximum": of - 1,
-                      "description": "One partition; without it (or null) the whole campaign."}}}
-    return {"post": {
-        "summary": f"{action.capitalize()} the campaign, or one partition with {{\"partition\": K}}.",
-        "requestBody": {"required": False, **json_body(body)},
-        "responses": answers({"200": {"description": action, **json_body({"$ref": "#/components/schemas/Steered"})}},
-                             "400", "401", "403", "413", "415", "503")}}
+    body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "partition": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": of - 1,
+                "description": "One partition; without it (or null) the whole campaign.",
+            }
+        },
+    }
+    return {
+        "post": {
+            "summary": f'{action.capitalize()} the campaign, or one partition with {{"partition": K}}.',
+            "requestBody": {"required": False, **json_body(body)},
+            "responses": answers(
+                {"200": {"description": action, **json_body({"$ref": "#/components/schemas/Steered"})}},
+                "400",
+                "401",
+                "403",
+                "413",
+                "415",
+                "503",
+            ),
+        }
+    }
 
 
 def resend(of: int) -> dict:
-    body = {"type": "object", "additionalProperties": False, "properties": {
-        "reason": {"type": ["string", "null"],
-                   "description": "Only rows whose failure reason contains this text; without it (or null, "
-                                  "or empty) any reason."},
-        "partition": {"type": ["integer", "null"], "minimum": 0, "maximum": of - 1,
-                      "description": "Only this partition's rows (id % N = K); without it (or null) all."}}}
-    return {"post": {
-        "summary": "Send failed rows again: set them back to pending and forget why they failed. Each goes out "
-                   "with a new idempotency key; producers queue them within FULL_SCAN_INTERVAL.",
-        "requestBody": {"required": False, **json_body(body)},
-        "responses": answers({"200": {"description": "how many rows were set back",
-                                      **json_body({"$ref": "#/components/schemas/Resent"})}},
-                             "400", "401", "403", "413", "415", "503")}}
+    body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "reason": {
+                "type": ["string", "null"],
+                "description": "Only rows whose failure reason contains this text; without it (or null, "
+                "or empty) any reason.",
+            },
+            "partition": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": of - 1,
+                "description": "Only this partition's rows (id % N = K); without it (or null) all.",
+            },
+        },
+    }
+    return {
+        "post": {
+            "summary": "Send failed rows again: set them back to pending and forget why they failed. Each goes out "
+            "with a new idempotency key; producers queue them within FULL_SCAN_INTERVAL.",
+            "requestBody": {"required": False, **json_body(body)},
+            "responses": answers(
+                {
+                    "200": {
+                        "description": "how many rows were set back",
+                        **json_body({"$ref": "#/components/schemas/Resent"}),
+                    }
+                },
+                "400",
+                "401",
+                "403",
+                "413",
+                "415",
+                "503",
+            ),
+        }
+    }
 
 
 def document(of: int) -> dict:
     """The document for a service steering `of` partitions."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "WhatsApp campaign", "version": "1",
-                 "description": "Progress of the campaign, pause/resume, re-sending failed rows, and adding "
-                                "messages to it."},
-        "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
-                       "schemas": {"Message": MESSAGE, "Error": ERROR, "Queued": QUEUED, "Steered": STEERED,
-                                   "Resent": RESENT, "Health": HEALTH, "Status": STATUS},
-                       "responses": RESPONSES},
+        "info": {
+            "title": "WhatsApp campaign",
+            "version": "1",
+            "description": "Progress of the campaign, pause/resume, re-sending failed rows, and adding messages to it.",
+        },
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "schemas": {
+                "Message": MESSAGE,
+                "Error": ERROR,
+                "Queued": QUEUED,
+                "Steered": STEERED,
+                "Resent": RESENT,
+                "Health": HEALTH,
+                "Status": STATUS,
+            },
+            "responses": RESPONSES,
+        },
         "security": [{"basic": []}],
         "paths": {
-            "/": {"get": {"summary": "The dashboard page.", "responses": answers(
-                {"200": {"description": "page", "content": {"text/html": {"schema": {"type": "string"}}}}},
-                "401", "403")}},
-            "/health": {"get": {"summary": "Liveness of the service and its MySQL and Redis (no auth).",
-                                "security": [],
-                                "responses": answers({
-                                    "200": {"description": "all answer",
-                                            **json_body({"$ref": "#/components/schemas/Health"})},
-                                    "503": {"description": "MySQL or Redis does not answer",
-                                            **json_body({"$ref": "#/components/schemas/Health"})}}, "403")}},
-            "/api/status": {"get": {"summary": "The campaign's progress.", "responses": answers(
-                {"200": {"description": "status", **json_body({"$ref": "#/components/schemas/Status"})}},
-                "401", "403", "503")}},
-            "/api/messages": {"post": {
-                "summary": "Add one message or a list as pending rows of the campaign table, all or none.",
-                "parameters": [{
-                    "name": "Idempotency-Key", "in": "header", "required": False,
-                    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
-                    "description": "Makes a retry safe: a request repeating a key adds nothing and gets the "
-                                   "first request's ids, with the header Idempotent-Replayed: true."}],
-                "requestBody": {"required": True, **json_body({"oneOf": [
-                    {"$ref": "#/components/schemas/Message"},
-                    {"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
-                     "items": {"$ref": "#/components/schemas/Message"}}]})},
-                "responses": answers({
-                    "202": {"description": "queued", **json_body({"$ref": "#/components/schemas/Queued"}),
-                            "headers": {"Idempotent-Replayed": {"schema": {"const": "true"},
-                                                                "description": "the first request's ids"}}},
-                    "400": {"description": "bad input, or a value the table refuses; nothing was added",
-                            **AN_ERROR},
-                    "422": {"description": "the Idempotency-Key was used before with a different body",
-                            **AN_ERROR}},
-                    "401", "403", "413", "415", "503")}},
+            "/": {
+                "get": {
+                    "summary": "The dashboard page.",
+                    "responses": answers(
+                        {"200": {"description": "page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                        "401",
+                        "403",
+                    ),
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness of the service and its MySQL and Redis (no auth).",
+                    "security": [],
+                    "responses": answers(
+                        {
+                            "200": {"description": "all answer", **json_body({"$ref": "#/components/schemas/Health"})},
+                            "503": {
+                                "description": "MySQL or Redis does not answer",
+                                **json_body({"$ref": "#/components/schemas/Health"}),
+                            },
+                        },
+                        "403",
+                    ),
+                }
+            },
+            "/api/status": {
+                "get": {
+                    "summary": "The campaign's progress.",
+                    "responses": answers(
+                        {"200": {"description": "status", **json_body({"$ref": "#/components/schemas/Status"})}},
+                        "401",
+                        "403",
+                        "503",
+                    ),
+                }
+            },
+            "/api/messages": {
+                "post": {
+                    "summary": "Add one message or a list as pending rows of the campaign table, all or none.",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
+                            "description": "Makes a retry safe: a request repeating a key adds nothing and gets the "
+                            "first request's ids, with the header Idempotent-Replayed: true.",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        **json_body(
+                            {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Message"},
+                                    {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": MAX_BATCH,
+                                        "items": {"$ref": "#/components/schemas/Message"},
+                                    },
+                                ]
+                            }
+                        ),
+                    },
+                    "responses": answers(
+                        {
+                            "202": {
+                                "description": "queued",
+                                **json_body({"$ref": "#/components/schemas/Queued"}),
+                                "headers": {
+                                    "Idempotent-Replayed": {
+                                        "schema": {"const": "true"},
+                                        "description": "the first request's ids",
+                                    }
+                                },
+                            },
+                            "400": {
+                                "description": "bad input, or a value the table refuses; nothing was added",
+                                **AN_ERROR,
+                            },
+                            "422": {
+                                "description": "the Idempotency-Key was used before with a different body",
+                                **AN_ERROR,
+                            },
+                        },
+                        "401",
+                        "403",
+                        "413",
+                        "415",
+                        "503",
+                    ),
+                }
+            },
             "/api/pause": steer("pause", of),
             "/api/resume": steer("resume", of),
             "/api/resend": resend(of),
-            "/openapi.json": {"get": {"summary": "This document.", "responses": answers(
-                {"200": {"description": "OpenAPI 3.1", **json_body({"type": "object"})}}, "401", "403")}},
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document.",
+                    "responses": answers(
+                        {"200": {"description": "OpenAPI 3.1", **json_body({"type": "object"})}}, "401", "403"
+                    ),
+                }
+            },
         },
     }

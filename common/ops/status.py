@@ -12,7 +12,7 @@ is the same data for scripts. `pause` and `resume` steer it; `resend
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 import redis
@@ -23,13 +23,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from common.cli import SERVICE_OPTIONS
-from common.settings import Partition, check_redis_url, identifier, parse_database_url
-from common.store.campaign import FAILED, PENDING, SENT, CampaignTable
 from common.errors import CampaignError, ServiceUnavailable
-from common.queue.heartbeat import live_processes
 from common.queue import keys
+from common.queue.heartbeat import live_processes
 from common.queue.jobs import RATE_BUCKET, JobQueue, connect, now_ms
 from common.queue.pause import set_paused
+from common.settings import Partition, check_redis_url, identifier, parse_database_url
+from common.store.campaign import FAILED, PENDING, SENT, CampaignTable
 
 CHART_MINUTES = 60  # minutes of send history in the snapshot (the dashboard's chart)
 RATE_BUCKETS = 6  # the current bucket and the five before it: about the last minute
@@ -63,8 +63,9 @@ return {redis.call('ZCOUNT', KEYS[1], '-inf', now), later}
 """
 
 
-def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partition: Partition,
-                   processes: list[dict]) -> dict:
+def partition_view(
+    table_counts: dict, client: redis.Redis, prefix: str, partition: Partition, processes: list[dict]
+) -> dict:
     queue = JobQueue(client, partition, prefix)
     current = int(time.time()) // RATE_BUCKET
     buckets = [f"{keys.sent_at_prefix(prefix, partition)}{b}" for b in range(current - RATE_BUCKETS + 1, current + 1)]
@@ -75,8 +76,11 @@ def partition_view(table_counts: dict, client: redis.Redis, prefix: str, partiti
     pipe.hmget(queue.stats_key, ["retried", "reclaimed"])
     pipe.get(queue.sending_since_key)
     (ready, waiting_retry), sent_counts, paused, (retried, reclaimed), since = pipe.execute()
-    in_flight = sum(int(p.get("in_flight", 0)) for p in processes
-                    if p.get("role") == "consumer" and p.get("partition") == str(partition))
+    in_flight = sum(
+        int(p.get("in_flight", 0))
+        for p in processes
+        if p.get("role") == "consumer" and p.get("partition") == str(partition)
+    )
     return {
         "partition": str(partition),
         "pending": table_counts.get(PENDING, 0),
@@ -127,15 +131,26 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) ->
         history = sent_per_minute(client, prefix, of)
     except redis.RedisError as exc:
         raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
-    total = {key: sum(p[key] for p in partitions)
-             for key in ("pending", "queued", "in_flight", "waiting_retry", "sent", "failed", "sent_last_minute",
-                         "retries", "reclaims")}
+    total = {
+        key: sum(p[key] for p in partitions)
+        for key in (
+            "pending",
+            "queued",
+            "in_flight",
+            "waiting_retry",
+            "sent",
+            "failed",
+            "sent_last_minute",
+            "retries",
+            "reclaims",
+        )
+    }
     rows = total["pending"] + total["sent"] + total["failed"]
     started = [p["sending_since_ms"] for p in partitions if p["sending_since_ms"]]
     rate = total["sent_last_minute"] / rate_window(min(started) if started else None)
     now = time.time()
     return {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "table": table.table,
         "rows": rows,
         "done_percent": round(100 * (total["sent"] + total["failed"]) / rows, 1) if rows else 100.0,
@@ -145,12 +160,19 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) ->
         "paused": paused,
         "total": total,
         "partitions": partitions,
-        "processes": [{
-            "role": p.get("role"), "partition": p.get("partition"), "host": p.get("host"),
-            "pid": int(p.get("pid", 0)), "last_beat_seconds_ago": round(now - float(p.get("beat", now)), 1),
-            "in_flight": int(p.get("in_flight", 0)), "paused": p.get("paused") == "1",
-            "outside_window": p.get("outside_window") == "1",
-        } for p in processes],
+        "processes": [
+            {
+                "role": p.get("role"),
+                "partition": p.get("partition"),
+                "host": p.get("host"),
+                "pid": int(p.get("pid", 0)),
+                "last_beat_seconds_ago": round(now - float(p.get("beat", now)), 1),
+                "in_flight": int(p.get("in_flight", 0)),
+                "paused": p.get("paused") == "1",
+                "outside_window": p.get("outside_window") == "1",
+            }
+            for p in processes
+        ],
         "senders": senders,
         "failure_reasons": [{"reason": reason, "rows": rows} for reason, rows in table.failure_reasons()],
         "recent_failures": table.recent_failures(),
@@ -170,40 +192,70 @@ def render(view: dict) -> Group:
     """The snapshot as rich renderables: a headline, a progress bar, and tables."""
     total = view["total"]
     state = "PAUSED" if view["paused"] else ("done" if view["done"] else "sending")
-    headline = (f"[bold]{view['table']}[/]: {total['sent'] + total['failed']:,} of {view['rows']:,} rows done "
-                f"({view['done_percent']:.1f} %), {view['rate_per_second']:,.1f} msg/s over the last minute, "
-                f"ETA {duration(view['eta_seconds'])} - [bold]{state}[/]")
+    headline = (
+        f"[bold]{view['table']}[/]: {total['sent'] + total['failed']:,} of {view['rows']:,} rows done "
+        f"({view['done_percent']:.1f} %), {view['rate_per_second']:,.1f} msg/s over the last minute, "
+        f"ETA {duration(view['eta_seconds'])} - [bold]{state}[/]"
+    )
     # In a grid row with its figure, so that the bar ends its line also when
     # the output is not a terminal (a bare ProgressBar then leaves it open).
     bar = Table.grid(padding=(0, 1))
-    bar.add_row(ProgressBar(total=max(view["rows"], 1), completed=total["sent"] + total["failed"], width=60),
-                f"{view['done_percent']:.1f} %")
+    bar.add_row(
+        ProgressBar(total=max(view["rows"], 1), completed=total["sent"] + total["failed"], width=60),
+        f"{view['done_percent']:.1f} %",
+    )
     parts = Table(title="Partitions", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     parts.add_column("partition", no_wrap=True)
     for name in ("pending", "queued", "sending", "retry", "sent", "failed", "sent/min"):
         parts.add_column(name, justify="right", no_wrap=True)
     for p in view["partitions"] + [{**total, "partition": "total", "paused": view["paused"]}]:
-        parts.add_row(p["partition"] + (" (paused)" if p["paused"] else ""),
-                      *(f"{p[k]:,}" for k in ("pending", "queued", "in_flight", "waiting_retry", "sent", "failed",
-                                              "sent_last_minute")))
-    procs = Table("role", "partition", "host", "pid", "last beat", "in flight", "note",
-                  title="Live processes", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+        parts.add_row(
+            p["partition"] + (" (paused)" if p["paused"] else ""),
+            *(
+                f"{p[k]:,}"
+                for k in ("pending", "queued", "in_flight", "waiting_retry", "sent", "failed", "sent_last_minute")
+            ),
+        )
+    procs = Table(
+        "role",
+        "partition",
+        "host",
+        "pid",
+        "last beat",
+        "in flight",
+        "note",
+        title="Live processes",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for p in view["processes"]:
         note = "paused" if p["paused"] else ("outside send window" if p["outside_window"] else "")
-        procs.add_row(p["role"], p["partition"], p["host"], str(p["pid"]), f"{p['last_beat_seconds_ago']:.0f} s ago",
-                      str(p["in_flight"]) if p["role"] == "consumer" else "", note)
-    churn = (f"{total['retries']:,} retries, {total['reclaims']:,} jobs taken over from a lapsed lease "
-             "(a consumer died or stalled)")
+        procs.add_row(
+            p["role"],
+            p["partition"],
+            p["host"],
+            str(p["pid"]),
+            f"{p['last_beat_seconds_ago']:.0f} s ago",
+            str(p["in_flight"]) if p["role"] == "consumer" else "",
+            note,
+        )
+    churn = (
+        f"{total['retries']:,} retries, {total['reclaims']:,} jobs taken over from a lapsed lease "
+        "(a consumer died or stalled)"
+    )
     items = [headline, bar, parts, churn, procs if view["processes"] else "[yellow]no live processes[/]"]
     if view["senders"]:
-        senders = Table("sender", "breaker", "reason", title="Senders", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        senders = Table(
+            "sender", "breaker", "reason", title="Senders", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+        )
         for s in view["senders"]:
             senders.add_row(s["name"], s["state"], s.get("reason") or "")
         items.append(senders)
     if view["failure_reasons"]:
-        reasons = Table("rows", "reason", title="Why rows failed", title_justify="left",
-                        box=box.SIMPLE_HEAD, pad_edge=False)
+        reasons = Table(
+            "rows", "reason", title="Why rows failed", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+        )
         for r in view["failure_reasons"]:
             reasons.add_row(f"{r['rows']:,}", r["reason"])
         items.append(reasons)
@@ -227,8 +279,15 @@ class CampaignConnections:
 def campaign_command(fn):
     for option in reversed(SERVICE_OPTIONS):
         fn = option(fn)
-    return click.option("--of", envvar="PARTITIONS", type=click.IntRange(min=1), default=2, show_envvar=True,
-                        show_default=True, help="Number of partitions (2: odd and even).")(fn)
+    return click.option(
+        "--of",
+        envvar="PARTITIONS",
+        type=click.IntRange(min=1),
+        default=2,
+        show_envvar=True,
+        show_default=True,
+        help="Number of partitions (2: odd and even).",
+    )(fn)
 
 
 @click.group(invoke_without_command=True, context_settings={"max_content_width": 100})
@@ -278,12 +337,15 @@ def steer(options: dict, partition: int | None, paused: bool) -> None:
         click.echo(f"status: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     what = f"partition {target}" if target else "the campaign"
-    click.echo(f"{'paused' if paused else 'resumed'} {what}"
-               + (": consumers claim nothing new within a second; producers keep queueing" if paused else ""))
+    click.echo(
+        f"{'paused' if paused else 'resumed'} {what}"
+        + (": consumers claim nothing new within a second; producers keep queueing" if paused else "")
+    )
 
 
-PARTITION = click.option("--partition", type=int, default=None,
-                         help="Only partition K (of --of, given before the subcommand); default: all.")
+PARTITION = click.option(
+    "--partition", type=int, default=None, help="Only partition K (of --of, given before the subcommand); default: all."
+)
 
 
 @main.command()
@@ -306,9 +368,11 @@ def resend_summary(count: int, reason: str | None, partition: Partition | None) 
     """The one line `resend` prints: how many rows, which, and when they go."""
     which = [f"reason contains {reason!r}"] if reason else []
     which += [f"partition {partition}"] if partition else []
-    return (f"set {count:,} failed row{'' if count == 1 else 's'} back to pending"
-            + (f" ({', '.join(which)})" if which else "")
-            + ("; producers queue them within FULL_SCAN_INTERVAL" if count else ""))
+    return (
+        f"set {count:,} failed row{'' if count == 1 else 's'} back to pending"
+        + (f" ({', '.join(which)})" if which else "")
+        + ("; producers queue them within FULL_SCAN_INTERVAL" if count else "")
+    )
 
 
 @main.command()
@@ -322,12 +386,18 @@ def resend(options, failed, reason, partition):
     generation), so the endpoint does not drop it as a repeat; producers
     queue them on their next full read (within FULL_SCAN_INTERVAL)."""
     if not failed:
-        raise click.UsageError("say which rows to send again: --failed (optionally with --reason TEXT "
-                               "and --partition K); sent rows are never re-sent by this command")
+        raise click.UsageError(
+            "say which rows to send again: --failed (optionally with --reason TEXT "
+            "and --partition K); sent rows are never re-sent by this command"
+        )
     try:
         target = Partition(partition, options["of"]) if partition is not None else None
-        table = CampaignTable(parse_database_url(options["database_url"]), options["table"],
-                              options["phone_column"], options["status_column"])
+        table = CampaignTable(
+            parse_database_url(options["database_url"]),
+            options["table"],
+            options["phone_column"],
+            options["status_column"],
+        )
         try:
             count = table.resend_failed(reason, (target.index, target.of) if target else None)
         finally:

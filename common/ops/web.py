@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import time
-
 from urllib.parse import urlsplit
 
 import click
@@ -26,15 +25,15 @@ import waitress
 from flask import Flask, jsonify, request
 
 from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
+from common.errors import CampaignError, ConfigError
+from common.ops.openapi import document
+from common.ops.status import resend_summary, snapshot
+from common.phones import check_region
+from common.queue.jobs import connect
+from common.queue.pause import set_paused
 from common.settings import Partition, check_redis_url, identifier, parse_database_url
 from common.store.campaign import CampaignTable, KeyReused, RowRejected
-from common.errors import CampaignError, ConfigError
 from common.store.ingest import BadMessage, IngestRules, parse_body, parse_messages, request_key
-from common.queue.jobs import connect
-from common.ops.openapi import document
-from common.queue.pause import set_paused
-from common.phones import check_region
-from common.ops.status import resend_summary, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
         return jsonify(status="queued", ids=ids), 202
 
     def steer(paused: bool):
-        usage = f"send {{}} or {{\"partition\": K}} with K a whole number from 0 to {web.of - 1}"
+        usage = f'send {{}} or {{"partition": K}} with K a whole number from 0 to {web.of - 1}'
         partition = partition_field(body_fields({"partition"}, usage), web.of, usage)
         try:
             set_paused(web.client, web.prefix, partition, paused)
@@ -189,8 +188,10 @@ def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
     @app.post("/api/resend")
     def resend():
         """Failed rows back to pending, each to go out with a new idempotency key."""
-        usage = (f"send {{}} (every failed row), or {{\"reason\": \"text\", \"partition\": K}} (either or both) "
-                 f"with K a whole number from 0 to {web.of - 1}")
+        usage = (
+            f'send {{}} (every failed row), or {{"reason": "text", "partition": K}} (either or both) '
+            f"with K a whole number from 0 to {web.of - 1}"
+        )
         body = body_fields({"reason", "partition"}, usage)
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
@@ -246,33 +247,74 @@ def credentials_for(host: str, username: str | None, password: str | None) -> tu
     if bool(username) != bool(password):
         raise ConfigError("set both WEB_USERNAME and WEB_PASSWORD, or neither")
     if not username and not is_loopback(host):
-        raise ConfigError(f"refusing to listen on {host} without WEB_USERNAME and WEB_PASSWORD "
-                          "(anyone on the network could steer the campaign); set them or use 127.0.0.1")
+        raise ConfigError(
+            f"refusing to listen on {host} without WEB_USERNAME and WEB_PASSWORD "
+            "(anyone on the network could steer the campaign); set them or use 127.0.0.1"
+        )
     return (username, password) if username else None
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.option("--host", envvar="WEB_HOST", default="127.0.0.1", show_envvar=True, show_default=True)
-@click.option("--port", envvar="WEB_PORT", type=click.IntRange(0, 65535), default=8000, show_envvar=True,
-              show_default=True)
-@click.option("--username", envvar="WEB_USERNAME", default=None, show_envvar=True,
-              help="HTTP Basic user for everything but /health; required off loopback.")
-@click.option("--password", envvar="WEB_PASSWORD", default=None, show_envvar=True,
-              help="HTTP Basic password (never logged).")
-@click.option("--of", envvar="PARTITIONS", type=click.IntRange(min=1), default=2, show_envvar=True,
-              show_default=True, help="Number of partitions.")
+@click.option(
+    "--port", envvar="WEB_PORT", type=click.IntRange(0, 65535), default=8000, show_envvar=True, show_default=True
+)
+@click.option(
+    "--username",
+    envvar="WEB_USERNAME",
+    default=None,
+    show_envvar=True,
+    help="HTTP Basic user for everything but /health; required off loopback.",
+)
+@click.option(
+    "--password", envvar="WEB_PASSWORD", default=None, show_envvar=True, help="HTTP Basic password (never logged)."
+)
+@click.option(
+    "--of",
+    envvar="PARTITIONS",
+    type=click.IntRange(min=1),
+    default=2,
+    show_envvar=True,
+    show_default=True,
+    help="Number of partitions.",
+)
 @click.option("--template", envvar="WHATSAPP_TEMPLATE", default="hello_world", show_envvar=True, show_default=True)
 @click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True)
-@click.option("--default-region", envvar="DEFAULT_REGION", default=None, show_envvar=True,
-              help="Country of national phone numbers sent to /api/messages.")
-@click.option("--max-body", envvar="WEB_MAX_BODY", type=click.IntRange(min=1), default=MAX_BODY, show_envvar=True,
-              show_default=True, help="Largest request body in bytes; a larger one gets 413 before it is read.")
-def main(host, port, username, password, of, template, text, default_region, max_body, template_column,
-         text_column, **options):
+@click.option(
+    "--default-region",
+    envvar="DEFAULT_REGION",
+    default=None,
+    show_envvar=True,
+    help="Country of national phone numbers sent to /api/messages.",
+)
+@click.option(
+    "--max-body",
+    envvar="WEB_MAX_BODY",
+    type=click.IntRange(min=1),
+    default=MAX_BODY,
+    show_envvar=True,
+    show_default=True,
+    help="Largest request body in bytes; a larger one gets 413 before it is read.",
+)
+def main(
+    host,
+    port,
+    username,
+    password,
+    of,
+    template,
+    text,
+    default_region,
+    max_body,
+    template_column,
+    text_column,
+    **options,
+):
     """Serve /api/status, /api/pause, /api/resume, /api/resend, /api/messages
     (ingest), /openapi.json and /health for the campaign."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s web %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s web %(name)s: %(message)s"
+    )
     try:
         auth = credentials_for(host, username, password)
         try:
@@ -296,8 +338,9 @@ def main(host, port, username, password, of, template, text, default_region, max
         # by its Content-Length or as a chunked one arrives, so a big body is
         # never read whole; Flask's MAX_CONTENT_LENGTH would only see it after
         # waitress had spooled all of it.
-        server = waitress.create_server(create_app(web, auth), host=host, port=port, threads=4,
-                                        max_request_body_size=max_body + 1)
+        server = waitress.create_server(
+            create_app(web, auth), host=host, port=port, threads=4, max_request_body_size=max_body + 1
+        )
     except CampaignError as exc:
         click.echo(f"web: error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -20,16 +20,16 @@ import time
 from collections import Counter
 
 from common import metrics
-from common.settings import Settings
-from common.store.campaign import Attempt, CampaignTable, Failure, Row, RowRejected, idempotency_key
+from common.delivery.routing import SenderPool
+from common.delivery.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, SendResult
+from common.delivery.workers import Sends
 from common.errors import ServiceUnavailable
+from common.phones import InvalidPhone, mask_phone, normalise_phone
 from common.queue.jobs import Claim, Job, JobQueue
 from common.queue.leases import LeaseKeeper
 from common.queue.pause import PauseSwitch
-from common.phones import InvalidPhone, mask_phone, normalise_phone
-from common.delivery.routing import SenderPool
-from common.delivery.workers import Sends
-from common.delivery.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, SendResult
+from common.settings import Settings
+from common.store.campaign import Attempt, CampaignTable, Failure, Row, RowRejected, idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -146,16 +146,16 @@ class Consumer:
             if is_open:
                 log.info("the send window %s is open: sending", self.window)
             else:
-                log.info("outside the send window %s: no sends for %.0f min", self.window,
-                         self.window.opens_in() / 60)
+                log.info("outside the send window %s: no sends for %.0f min", self.window, self.window.opens_in() / 60)
             self.window_was_open = is_open
         return is_open
 
     def claim_and_start(self) -> int:
         """Claim due jobs, drop stale ones, start the rest. Returns how many were claimed."""
         free = self.capacity - len(self.in_flight)
-        claims, foreign, reclaimed, lease = self.queue.claim(min(free, self.settings.batch_size),
-                                                             self.settings.lease_seconds)
+        claims, foreign, reclaimed, lease = self.queue.claim(
+            min(free, self.settings.batch_size), self.settings.lease_seconds
+        )
         if foreign:
             log.warning("removed %d queue entries that are not row ids: %s", len(foreign), foreign[:5])
         if reclaimed:
@@ -182,8 +182,9 @@ class Consumer:
             if claim.row_id in pending:
                 self.leases.hold(claim.row_id, lease)
                 row = pending[claim.row_id]
-                self.start(with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row),
-                           row.generation)
+                self.start(
+                    with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row), row.generation
+                )
         return len(claims)
 
     def rebuilt_job(self, claim: Claim, row: Row) -> Job:
@@ -223,8 +224,11 @@ class Consumer:
         be about to claim the job), nor while MySQL is away (a 2xx could not
         be recorded, so better not to send yet), nor while paused or outside
         the send window (the job goes back to the queue)."""
-        return (not self.mysql_away and not self.holding
-                and self.leases.remaining_ms(message.row_id) >= self.settings.lease_seconds * 500)
+        return (
+            not self.mysql_away
+            and not self.holding
+            and self.leases.remaining_ms(message.row_id) >= self.settings.lease_seconds * 500
+        )
 
     def remember_at_once(self, job: Job) -> None:
         """While MySQL is away, a 2xx must not wait for the next cycle to be
@@ -269,20 +273,31 @@ class Consumer:
         return out
 
     def count_send(self, result: SendResult) -> None:
-        metrics.SENDS.labels(self.partition_label, self.settings.provider, result.sender or "-",
-                             result.outcome.value).inc()
+        metrics.SENDS.labels(
+            self.partition_label, self.settings.provider, result.sender or "-", result.outcome.value
+        ).inc()
         if result.latency_ms is not None:
             metrics.SEND_SECONDS.labels(self.settings.provider).observe(result.latency_ms / 1000)
 
     def history_line(self, job: Job, attempt: int, result: SendResult) -> Attempt:
         if result.outcome is Outcome.SENT:
             outcome = "sent"
-        elif result.outcome is Outcome.FAILED or (result.outcome is Outcome.RETRY and attempt >= self.settings.max_attempts):
+        elif result.outcome is Outcome.FAILED or (
+            result.outcome is Outcome.RETRY and attempt >= self.settings.max_attempts
+        ):
             outcome = "failed"
         else:
             outcome = "retry"
-        return Attempt(job.row_id, attempt, outcome, result.status, result.message_id,
-                       result.detail or None, result.latency_ms, result.sender)
+        return Attempt(
+            job.row_id,
+            attempt,
+            outcome,
+            result.status,
+            result.message_id,
+            result.detail or None,
+            result.latency_ms,
+            result.sender,
+        )
 
     def record(self) -> None:
         """Write the outcomes of ended sends: MySQL first, then Redis.
@@ -316,8 +331,14 @@ class Consumer:
         metrics.RETRIES.labels(self.partition_label).inc(retried)
         phones = {job.row_id: job.phone for job, _ in self.ended}
         for failure in out.failed:
-            log.warning("row %d (%s) failed after %d attempts: %s", failure.row_id, self.shown(phones[failure.row_id]),
-                        failure.attempts, failure.reason, extra={"row_id": failure.row_id})
+            log.warning(
+                "row %d (%s) failed after %d attempts: %s",
+                failure.row_id,
+                self.shown(phones[failure.row_id]),
+                failure.attempts,
+                failure.reason,
+                extra={"row_id": failure.row_id},
+            )
         self.tally.update(sent=len(out.sent), failed=len(out.failed), retried=retried)
         self.remembered -= {job.row_id for job, _ in self.ended}
         self.ended = []
@@ -344,8 +365,7 @@ class Consumer:
         if new:
             self.queue.remember_sent(new)
             self.remembered.update(job.row_id for job in new)
-            log.warning("MySQL is away: %d sends accepted by the endpoint are kept in Redis until it is back",
-                        len(new))
+            log.warning("MySQL is away: %d sends accepted by the endpoint are kept in Redis until it is back", len(new))
 
     def write_history(self) -> None:
         """Best effort: the history must never hold up or lose a send."""
@@ -355,8 +375,9 @@ class Consumer:
             log.warning("dropped %d history lines MySQL refused: %s", len(self.history), exc)
         except ServiceUnavailable as exc:
             if len(self.history) > HISTORY_BACKLOG:
-                log.warning("dropped %d history lines while MySQL is away (%s)",
-                            len(self.history) - HISTORY_BACKLOG, exc)
+                log.warning(
+                    "dropped %d history lines while MySQL is away (%s)", len(self.history) - HISTORY_BACKLOG, exc
+                )
                 self.history = self.history[-HISTORY_BACKLOG:]
             return
         self.history = []
@@ -367,16 +388,25 @@ class Consumer:
         if not force and elapsed < REPORT_EVERY:
             return
         if self.tally:
-            log.info("sent %d, retrying %d, failed %d in %.0f s (%.0f msg/s), %d in flight",
-                     self.tally["sent"], self.tally["retried"], self.tally["failed"], elapsed,
-                     self.tally["sent"] / max(elapsed, 0.001), len(self.in_flight))
+            log.info(
+                "sent %d, retrying %d, failed %d in %.0f s (%.0f msg/s), %d in flight",
+                self.tally["sent"],
+                self.tally["retried"],
+                self.tally["failed"],
+                elapsed,
+                self.tally["sent"] / max(elapsed, 0.001),
+                len(self.in_flight),
+            )
         self.tally.clear()
         self.last_report = time.monotonic()
 
     def vitals(self) -> dict:
         """What its heartbeat tells `status`: jobs claimed and not yet recorded."""
-        return {"in_flight": len(self.in_flight) + len(self.ended), "paused": int(self.pause.paused),
-                "outside_window": int(not self.window_was_open)}
+        return {
+            "in_flight": len(self.in_flight) + len(self.ended),
+            "paused": int(self.pause.paused),
+            "outside_window": int(not self.window_was_open),
+        }
 
     def request_stop(self) -> None:
         self.stopping = True

@@ -64,8 +64,7 @@ class Driver:
         if self.signals > 1:
             # Leases cover whatever was in flight; it becomes due again by itself.
             os._exit(EXIT_SECOND_SIGNAL)
-        log.info("%s received: finishing in-flight work (send it again to exit at once)",
-                 signal.Signals(signum).name)
+        log.info("%s received: finishing in-flight work (send it again to exit at once)", signal.Signals(signum).name)
         if self.role is not None:
             self.role.request_stop()
         self.wake.set()

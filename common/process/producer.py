@@ -4,9 +4,9 @@ import logging
 import time
 
 from common import metrics
+from common.queue.jobs import Job, JobQueue
 from common.settings import Settings
 from common.store.campaign import CampaignTable
-from common.queue.jobs import Job, JobQueue
 
 log = logging.getLogger(__name__)
 

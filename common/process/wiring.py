@@ -2,22 +2,23 @@
 
 from common import metrics
 from common.delivery import providers
-from common.settings import Settings
-from common.process.consumer import Consumer
-from common.store.campaign import CampaignTable
-from common.errors import ConfigError
-from common.queue.heartbeat import Heartbeat, check_layout
 from common.delivery.engines import ENGINES
-from common.queue.jobs import JobQueue, connect
-from common.process.producer import Producer
-from common.queue.run_lock import RunLock
-from common.process.driver import Driver
 from common.delivery.sender import HttpSender
+from common.errors import ConfigError
+from common.process.consumer import Consumer
+from common.process.driver import Driver
+from common.process.producer import Producer
+from common.queue.heartbeat import Heartbeat, check_layout
+from common.queue.jobs import JobQueue, connect
+from common.queue.run_lock import RunLock
+from common.settings import Settings
+from common.store.campaign import CampaignTable
 
 
 def campaign_table(settings: Settings) -> CampaignTable:
-    return CampaignTable(settings.database, settings.table, settings.phone_column, settings.status_column,
-                         settings.message_columns)
+    return CampaignTable(
+        settings.database, settings.table, settings.phone_column, settings.status_column, settings.message_columns
+    )
 
 
 def job_queue(settings: Settings, role: str) -> JobQueue:
@@ -30,8 +31,9 @@ def job_queue(settings: Settings, role: str) -> JobQueue:
 def sender_for(settings: Settings) -> HttpSender:
     """The provider the settings name, on the HTTP engine they name."""
     provider = providers.build(settings.provider, settings)
-    engine = ENGINES[settings.http_engine](provider.url, provider.headers, settings.request_timeout,
-                                           settings.concurrency)
+    engine = ENGINES[settings.http_engine](
+        provider.url, provider.headers, settings.request_timeout, settings.concurrency
+    )
     return HttpSender(engine, provider)
 
 
@@ -56,8 +58,9 @@ def serve_metrics(settings: Settings) -> None:
         try:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
-                              f"{exc.strerror}") from None
+            raise ConfigError(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: {exc.strerror}"
+            ) from None
 
 
 def run_producer(settings: Settings) -> None:

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 
@@ -25,8 +25,13 @@ class Heartbeat:
         self.client = client
         self.index = keys.processes(prefix)
         self.key = keys.process(prefix, socket.gethostname(), os.getpid(), role)
-        self.identity = {"role": role, "partition": str(partition), "host": socket.gethostname(),
-                         "pid": os.getpid(), "started": round(time.time(), 3)}
+        self.identity = {
+            "role": role,
+            "partition": str(partition),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": round(time.time(), 3),
+        }
         self.next_beat = 0.0
 
     def beat(self, vitals: Callable[[], dict]) -> None:
@@ -68,16 +73,21 @@ def check_layout(client: redis.Redis, prefix: str, role: str, partition) -> None
     number of partitions: jobs queued under one layout sit in keys the other
     never reads, and rows would be sent under both. Our own beat never counts."""
     try:
-        others = [process for process in live_processes(client, prefix)
-                  if (process.get("host"), process.get("pid")) != (socket.gethostname(), str(os.getpid()))]
+        others = [
+            process
+            for process in live_processes(client, prefix)
+            if (process.get("host"), process.get("pid")) != (socket.gethostname(), str(os.getpid()))
+        ]
     except redis.RedisError as exc:
         raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
     clashing = [process for process in others if layout_of(process) not in (None, str(partition.of))]
     if clashing:
         roles = " and ".join(sorted({f"{process.get('role', 'process')}s" for process in clashing}))
         layouts = ", ".join(sorted({layout_of(process) for process in clashing}))
-        raise ConfigError(f"live {roles} of this campaign use N={layouts} partitions and this {role} "
-                          f"N={partition.of}: stop them all (or let the queue drain first), then start the new layout")
+        raise ConfigError(
+            f"live {roles} of this campaign use N={layouts} partitions and this {role} "
+            f"N={partition.of}: stop them all (or let the queue drain first), then start the new layout"
+        )
 
 
 def layout_of(process: dict) -> str | None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 
 import redis
 
+from common.errors import ConfigError, ServiceUnavailable
 from common.queue import keys
 from common.settings import Partition
-from common.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # SET NX keeps the first payload (and its attempt count); ZADD NX adds the job
 # to the due set without moving a job that is leased or waiting for a retry,
 # and re-adds one whose due entry was lost. Returns {newly queued, queue depth}.
-ENQUEUE = NOW + """
+ENQUEUE = (
+    NOW
+    + """
 local queued = 0
 for i = 2, #ARGV, 2 do
   if redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 1], 'NX') then
@@ -41,6 +43,7 @@ for i = 2, #ARGV, 2 do
 end
 return {queued, redis.call('ZCARD', KEYS[1])}
 """
+)
 
 # Take up to ARGV[2] due jobs and lease them for ARGV[1] ms. A due entry whose
 # job key is gone was finished elsewhere and is dropped. A job key holding
@@ -49,7 +52,9 @@ return {queued, redis.call('ZCARD', KEYS[1])}
 # and neither finished nor put back: its consumer died or stalled, and this
 # claim is a reclaim, counted in the stats hash (KEYS[3]). Returns
 # {reclaims, Redis's now, lease end, id, payload, id, payload, ...}.
-CLAIM = NOW + """
+CLAIM = (
+    NOW
+    + """
 local lease_until = now + tonumber(ARGV[1])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {0, now, lease_until}
@@ -69,13 +74,16 @@ end
 if out[1] > 0 then redis.call('HINCRBY', KEYS[3], 'reclaimed', out[1]) end
 return out
 """
+)
 
 # Reschedule jobs (ARGV[1] is the job key prefix, then id, lease, delay in
 # ms, payload for each job) only while this consumer still
 # holds the lease it was given: if the lease ran out and another consumer
 # claimed the job, its new lease must not be cut short. An empty payload
 # leaves the job's payload as it is.
-RESCHEDULE = NOW + """
+RESCHEDULE = (
+    NOW
+    + """
 local moved = 0
 for i = 2, #ARGV, 4 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
@@ -90,11 +98,14 @@ for i = 2, #ARGV, 4 do
 end
 return moved
 """
+)
 
 
 # Extend leases (ARGV[1] = lease length in ms, then id, current lease end
 # pairs) that are still ours. Returns {Redis's now, new lease end, ids extended...}.
-EXTEND = NOW + """
+EXTEND = (
+    NOW
+    + """
 local lease_until = now + tonumber(ARGV[1])
 local extended = {now, lease_until}
 for i = 2, #ARGV, 2 do
@@ -106,6 +117,7 @@ for i = 2, #ARGV, 2 do
 end
 return extended
 """
+)
 
 
 RATE_BUCKET = 10  # seconds per bucket of the sent counts behind the send rate
@@ -249,8 +261,10 @@ class JobQueue:
         row ids, how many of the claims took over a lapsed lease, and the lease."""
         asked_at = now_ms()
         reclaimed, redis_now, lease_until, *flat = self._call(
-            "claim", self._claim, keys=[self.due_key, self.leased_key, self.stats_key],
-            args=[int(lease_seconds * 1000), limit, self.job_prefix]
+            "claim",
+            self._claim,
+            keys=[self.due_key, self.leased_key, self.stats_key],
+            args=[int(lease_seconds * 1000), limit, self.job_prefix],
         )
         lease = Lease(lease_until, redis_now - asked_at)
         claims, foreign = [], []
@@ -295,9 +309,7 @@ class JobQueue:
         args = [self.job_prefix]
         for row_id, lease_ms, delay_ms, job in moves:
             args += [row_id, lease_ms, max(int(delay_ms), 0), job.encode() if job else ""]
-        return self._call(
-            "reschedule", self._reschedule, keys=[self.due_key, self.leased_key], args=args
-        )
+        return self._call("reschedule", self._reschedule, keys=[self.due_key, self.leased_key], args=args)
 
     def extend(self, leases: dict[int, int], lease_seconds: float) -> tuple[set[int], Lease]:
         """Extend leases {row id: current lease end} that are still ours by

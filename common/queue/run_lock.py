@@ -67,8 +67,7 @@ class RunLock:
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
         if not taken:
-            raise LockHeld(f"another {self.what} is running ({describe_holder(holder)}, lock {self.key}); "
-                           "nothing done")
+            raise LockHeld(f"another {self.what} is running ({describe_holder(holder)}, lock {self.key}); nothing done")
         self.next_renewal = time.monotonic() + RENEW_EVERY
 
     def renew(self) -> None:
@@ -85,8 +84,10 @@ class RunLock:
         if result == 0:
             log.warning("the run lock %s was gone (Redis restarted or was flushed); took it back", self.key)
         elif result != 1:
-            raise LockHeld(f"another {self.what} took the run lock {self.key} ({describe_holder(result)}) "
-                           "while this one ran (it stalled for over a minute, or Redis lost the lock); stopped")
+            raise LockHeld(
+                f"another {self.what} took the run lock {self.key} ({describe_holder(result)}) "
+                "while this one ran (it stalled for over a minute, or Redis lost the lock); stopped"
+            )
 
     def release(self) -> None:
         try:

@@ -20,8 +20,8 @@ from decimal import Decimal
 
 import pymysql
 
-from common.settings import MySQLTarget, identifier
 from common.errors import CampaignError, ConfigError, ServiceUnavailable
+from common.settings import MySQLTarget, identifier
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,14 @@ def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
 class CampaignTable:
     """Reads pending rows and records outcomes; one connection, used by one thread."""
 
-    def __init__(self, target: MySQLTarget, table: str, phone_column: str, status_column: str,
-                 param_columns: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        target: MySQLTarget,
+        table: str,
+        phone_column: str,
+        status_column: str,
+        param_columns: tuple[str, ...] = (),
+    ):
         self.target = target
         self.table = identifier(table, "table name")
         self.phone = identifier(phone_column, "phone column")
@@ -209,9 +215,11 @@ class CampaignTable:
 
     def add_generation_table(self) -> None:
         """Databases set up before re-sends had their own keys get the table here."""
-        self._execute(f"CREATE TABLE IF NOT EXISTS {GENERATION_TABLE} (campaign_table VARCHAR(64) NOT NULL,"
-                      " row_id BIGINT UNSIGNED NOT NULL, generation INT UNSIGNED NOT NULL,"
-                      " PRIMARY KEY (campaign_table, row_id))")
+        self._execute(
+            f"CREATE TABLE IF NOT EXISTS {GENERATION_TABLE} (campaign_table VARCHAR(64) NOT NULL,"
+            " row_id BIGINT UNSIGNED NOT NULL, generation INT UNSIGNED NOT NULL,"
+            " PRIMARY KEY (campaign_table, row_id))"
+        )
 
     def add_sender_column(self) -> None:
         """History tables made before it had a `sender` column get one; the
@@ -222,29 +230,41 @@ class CampaignTable:
             self._execute(f"ALTER TABLE {HISTORY_TABLE} ADD COLUMN sender VARCHAR(128) NULL AFTER message_id")
         except CampaignError as exc:
             if not self.has_sender_column():  # else another consumer added it just now
-                raise ConfigError(f"{HISTORY_TABLE} lacks the sender column and adding it failed ({exc}); run: "
-                                  f"ALTER TABLE {HISTORY_TABLE} ADD COLUMN sender VARCHAR(128) NULL") from None
+                raise ConfigError(
+                    f"{HISTORY_TABLE} lacks the sender column and adding it failed ({exc}); run: "
+                    f"ALTER TABLE {HISTORY_TABLE} ADD COLUMN sender VARCHAR(128) NULL"
+                ) from None
 
     def has_sender_column(self) -> bool:
-        return bool(self._execute(
-            "SELECT COUNT(*) FROM information_schema.COLUMNS"
-            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = 'sender'",
-            (HISTORY_TABLE,))[0][0])
+        return bool(
+            self._execute(
+                "SELECT COUNT(*) FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = 'sender'",
+                (HISTORY_TABLE,),
+            )[0][0]
+        )
 
     def widen_row_ids(self) -> None:
         """Tables made when row_id was INT take ids up to BIGINT UNSIGNED,
         so a campaign table with large ids does not stop the consumer."""
-        narrow = [name for (name,) in self._execute(
-            "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
-            " AND TABLE_NAME IN %s AND COLUMN_NAME = 'row_id'"
-            " AND NOT (DATA_TYPE = 'bigint' AND COLUMN_TYPE LIKE '%%unsigned%%')", (ROW_ID_TABLES,))]
+        narrow = [
+            name
+            for (name,) in self._execute(
+                "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+                " AND TABLE_NAME IN %s AND COLUMN_NAME = 'row_id'"
+                " AND NOT (DATA_TYPE = 'bigint' AND COLUMN_TYPE LIKE '%%unsigned%%')",
+                (ROW_ID_TABLES,),
+            )
+        ]
         for name in narrow:
             log.warning("widening %s.row_id to BIGINT UNSIGNED (once; large tables take a while)", name)
             try:
                 self._execute(f"ALTER TABLE {name} MODIFY row_id BIGINT UNSIGNED NOT NULL")
             except CampaignError as exc:
-                raise ConfigError(f"{name}.row_id is too narrow for large row ids and widening it failed ({exc});"
-                                  f" run: ALTER TABLE {name} MODIFY row_id BIGINT UNSIGNED NOT NULL") from None
+                raise ConfigError(
+                    f"{name}.row_id is too narrow for large row ids and widening it failed ({exc});"
+                    f" run: ALTER TABLE {name} MODIFY row_id BIGINT UNSIGNED NOT NULL"
+                ) from None
 
     def pending_rows(self, index: int, of: int, page_size: int, after: int = 0) -> Iterator[list[Row]]:
         """Pending rows of one partition with ids above `after`, in pages, by
@@ -271,8 +291,9 @@ class CampaignTable:
 
     def row(self, values: tuple) -> Row:
         row_id, phone, *params = values
-        return Row(int(row_id), as_text(phone), {name: as_text(value) or ""
-                                                 for name, value in zip(self.param_columns, params)})
+        return Row(
+            int(row_id), as_text(phone), {name: as_text(value) or "" for name, value in zip(self.param_columns, params)}
+        )
 
     def pending_among(self, ids: list[int]) -> dict[int, Row]:
         """Which of these rows are still pending; a job for any other row is stale."""
@@ -285,8 +306,7 @@ class CampaignTable:
             f" WHERE c.{self.status} = %s AND c.id IN ({marks})",
             (self.table, PENDING, *ids),
         )
-        return {row.id: row for row in (replace(self.row(values[:-1]), generation=values[-1] or 0)
-                                         for values in rows)}
+        return {row.id: row for row in (replace(self.row(values[:-1]), generation=values[-1] or 0) for values in rows)}
 
     def record_outcome(self, ids: list[int], status: int) -> None:
         """Set pending rows to `status` and raise their send generation, in one
@@ -295,14 +315,19 @@ class CampaignTable:
         marks = ", ".join(["%s"] * len(ids))
         self._execute("START TRANSACTION")
         try:
-            self._execute(f"SELECT id FROM {self.table} WHERE {self.status} = %s AND id IN ({marks}) FOR UPDATE",
-                          (PENDING, *ids))
+            self._execute(
+                f"SELECT id FROM {self.table} WHERE {self.status} = %s AND id IN ({marks}) FOR UPDATE", (PENDING, *ids)
+            )
             self._execute(
                 f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
                 f" SELECT %s, id, 1 FROM {self.table} WHERE {self.status} = %s AND id IN ({marks})"
-                f" ON DUPLICATE KEY UPDATE generation = generation + 1", (self.table, PENDING, *ids))
-            self._execute(f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({marks})",
-                          (status, PENDING, *ids))
+                f" ON DUPLICATE KEY UPDATE generation = generation + 1",
+                (self.table, PENDING, *ids),
+            )
+            self._execute(
+                f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({marks})",
+                (status, PENDING, *ids),
+            )
             self._execute("COMMIT")
         except BaseException:
             self.close()  # the server rolls back what this connection did not commit
@@ -346,9 +371,15 @@ class CampaignTable:
         try:
             changed = self._execute(
                 f"UPDATE {self.table} c {join} {FAILURE_TABLE} f ON f.campaign_table = %s AND f.row_id = c.id"
-                f" SET c.{self.status} = {PENDING} WHERE {' AND '.join(where)}", args, count=True)
-            self._execute(f"DELETE f FROM {FAILURE_TABLE} f JOIN {self.table} c ON c.id = f.row_id"
-                          f" WHERE f.campaign_table = %s AND c.{self.status} = %s", (self.table, PENDING))
+                f" SET c.{self.status} = {PENDING} WHERE {' AND '.join(where)}",
+                args,
+                count=True,
+            )
+            self._execute(
+                f"DELETE f FROM {FAILURE_TABLE} f JOIN {self.table} c ON c.id = f.row_id"
+                f" WHERE f.campaign_table = %s AND c.{self.status} = %s",
+                (self.table, PENDING),
+            )
             self._execute("COMMIT")
         except BaseException:
             self.close()
@@ -360,8 +391,10 @@ class CampaignTable:
 
     def message_columns(self) -> set[str]:
         """Columns of the campaign table other than id, phone and status: where message variables live."""
-        rows = self._execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS"
-                             " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", (self.table,))
+        rows = self._execute(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            (self.table,),
+        )
         return {name for (name,) in rows} - {"id", self.phone, self.status}
 
     def insert_pending(self, rows, request: tuple[str, str] | None = None) -> tuple[list[int], bool]:
@@ -376,8 +409,11 @@ class CampaignTable:
         try:
             if request:
                 try:
-                    self._execute(f"INSERT INTO {INGEST_TABLE} (campaign_table, idempotency_key, body_sha256, ids)"
-                                  f" VALUES (%s, %s, %s, '')", (self.table, *request))
+                    self._execute(
+                        f"INSERT INTO {INGEST_TABLE} (campaign_table, idempotency_key, body_sha256, ids)"
+                        f" VALUES (%s, %s, %s, '')",
+                        (self.table, *request),
+                    )
                 except DuplicateKey:
                     self._execute("ROLLBACK")
                     return self.earlier_request(*request), True
@@ -385,11 +421,18 @@ class CampaignTable:
             for row in rows:
                 names = ", ".join([self.phone, self.status, *row.params])
                 marks = ", ".join(["%s"] * (2 + len(row.params)))
-                ids.append(self._execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})",
-                                         (row.phone, PENDING, *row.params.values()), last_id=True))
+                ids.append(
+                    self._execute(
+                        f"INSERT INTO {self.table} ({names}) VALUES ({marks})",
+                        (row.phone, PENDING, *row.params.values()),
+                        last_id=True,
+                    )
+                )
             if request:
-                self._execute(f"UPDATE {INGEST_TABLE} SET ids = %s WHERE campaign_table = %s AND idempotency_key = %s",
-                              (json.dumps(ids), self.table, request[0]))
+                self._execute(
+                    f"UPDATE {INGEST_TABLE} SET ids = %s WHERE campaign_table = %s AND idempotency_key = %s",
+                    (json.dumps(ids), self.table, request[0]),
+                )
             self._execute("COMMIT")
         except BaseException:
             self.close()  # the server rolls back what this connection did not commit
@@ -399,20 +442,23 @@ class CampaignTable:
     def earlier_request(self, key: str, digest: str) -> list[int]:
         found = self._execute(
             f"SELECT body_sha256, ids FROM {INGEST_TABLE} WHERE campaign_table = %s AND idempotency_key = %s",
-            (self.table, key))
+            (self.table, key),
+        )
         if not found:  # deleted between our insert and this read: the client may try again
             raise ServiceUnavailable(f"Idempotency-Key {key!r} was being cleared; try the request again")
-        (earlier_digest, ids), = found
+        ((earlier_digest, ids),) = found
         if earlier_digest != digest:
-            raise KeyReused(f"Idempotency-Key {key!r} was used before with a different body; "
-                            "use a new key for a new request")
+            raise KeyReused(
+                f"Idempotency-Key {key!r} was used before with a different body; use a new key for a new request"
+            )
         return json.loads(ids)
 
     def counts_by_partition(self, of: int) -> dict[int, dict[int, int]]:
         """{partition index: {status: rows}}: one pass over the (status, id) index."""
         counts: dict[int, dict[int, int]] = {index: {} for index in range(of)}
         for index, status, rows in self._execute(
-                f"SELECT id %% %s, {self.status}, COUNT(*) FROM {self.table} GROUP BY 1, 2", (of,)):
+            f"SELECT id %% %s, {self.status}, COUNT(*) FROM {self.table} GROUP BY 1, 2", (of,)
+        ):
             if status is not None:
                 counts[int(index)][int(status)] = int(rows)
         return counts
@@ -420,15 +466,30 @@ class CampaignTable:
     def recent_failures(self, limit: int = 20) -> list[dict]:
         rows = self._execute(
             f"SELECT row_id, attempts, http_status, reason, failed_at FROM {FAILURE_TABLE}"
-            f" WHERE campaign_table = %s ORDER BY failed_at DESC, row_id DESC LIMIT %s", (self.table, limit))
-        return [{"row_id": row_id, "attempts": attempts, "http_status": status, "reason": reason,
-                 "failed_at": failed_at.isoformat(sep=" ")} for row_id, attempts, status, reason, failed_at in rows]
+            f" WHERE campaign_table = %s ORDER BY failed_at DESC, row_id DESC LIMIT %s",
+            (self.table, limit),
+        )
+        return [
+            {
+                "row_id": row_id,
+                "attempts": attempts,
+                "http_status": status,
+                "reason": reason,
+                "failed_at": failed_at.isoformat(sep=" "),
+            }
+            for row_id, attempts, status, reason, failed_at in rows
+        ]
 
     def failure_reasons(self, limit: int = 5) -> list[tuple[str, int]]:
         """The commonest reasons rows failed, with how many rows each."""
-        return [(reason, int(rows)) for reason, rows in self._execute(
-            f"SELECT reason, COUNT(*) FROM {FAILURE_TABLE} WHERE campaign_table = %s"
-            f" GROUP BY reason ORDER BY 2 DESC LIMIT %s", (self.table, limit))]
+        return [
+            (reason, int(rows))
+            for reason, rows in self._execute(
+                f"SELECT reason, COUNT(*) FROM {FAILURE_TABLE} WHERE campaign_table = %s"
+                f" GROUP BY reason ORDER BY 2 DESC LIMIT %s",
+                (self.table, limit),
+            )
+        ]
 
     def record_attempts(self, attempts: list[Attempt]) -> None:
         """Append to the delivery history, all in one INSERT."""
@@ -437,10 +498,17 @@ class CampaignTable:
         values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
         args = []
         for a in attempts:
-            args += [self.table, a.row_id, a.attempt, a.outcome, a.http_status,
-                     storable(a.message_id, MESSAGE_ID_LENGTH) if a.message_id else None,
-                     storable(a.sender, MESSAGE_ID_LENGTH) if a.sender else None,
-                     storable(a.error, REASON_LENGTH) if a.error else None, a.latency_ms]
+            args += [
+                self.table,
+                a.row_id,
+                a.attempt,
+                a.outcome,
+                a.http_status,
+                storable(a.message_id, MESSAGE_ID_LENGTH) if a.message_id else None,
+                storable(a.sender, MESSAGE_ID_LENGTH) if a.sender else None,
+                storable(a.error, REASON_LENGTH) if a.error else None,
+                a.latency_ms,
+            ]
         self._execute(
             f"INSERT INTO {HISTORY_TABLE} (campaign_table, row_id, attempt, outcome, http_status,"
             f" message_id, sender, error, latency_ms) VALUES {values}",

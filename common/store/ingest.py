@@ -8,8 +8,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from common.settings import IDENTIFIER
 from common.phones import InvalidPhone, normalise_phone
+from common.settings import IDENTIFIER
 
 MAX_BATCH = 10_000
 MAX_VALUE_LENGTH = 1000
@@ -49,8 +49,9 @@ def parse_body(raw: bytes):
     except RecursionError:
         raise BadMessage("the body is JSON nested too deeply") from None
     except UnicodeEncodeError:
-        raise BadMessage("the body has a lone surrogate (\\ud800 to \\udfff without its pair), "
-                         "which is not text") from None
+        raise BadMessage(
+            "the body has a lone surrogate (\\ud800 to \\udfff without its pair), which is not text"
+        ) from None
     except ValueError as exc:  # UnicodeDecodeError too: JSON is UTF-8
         raise BadMessage(f"the body must be JSON: {exc}") from None
     return body
@@ -84,26 +85,27 @@ def parse_messages(body, rules: IngestRules) -> list[NewRow]:
 def parse_one(message, n: int, rules: IngestRules) -> NewRow:
     where = f"message {n}"
     if not isinstance(message, dict):
-        raise BadMessage(f"{where}: must be an object with \"to\"")
+        raise BadMessage(f'{where}: must be an object with "to"')
     unknown = sorted(set(message) - {"to", "template", "text", "params"})
     if unknown:
         raise BadMessage(f"{where}: unknown fields {', '.join(unknown)}")
     if not isinstance(message.get("to"), str):
-        raise BadMessage(f"{where}: \"to\" must be a phone number as a string")
+        raise BadMessage(f'{where}: "to" must be a phone number as a string')
     try:
         phone = normalise_phone(message["to"], rules.default_region)
     except InvalidPhone as exc:
         raise BadMessage(f"{where}: {exc}") from None
     params = message.get("params", {})
     if not isinstance(params, dict):
-        raise BadMessage(f"{where}: \"params\" must be an object of column: value")
+        raise BadMessage(f'{where}: "params" must be an object of column: value')
     params = {**params, **own_content(message, where, rules)}
     for column, value in params.items():
         if not IDENTIFIER.fullmatch(column) or column not in rules.columns:
             raise BadMessage(f"{where}: params names {column!r}, which is not a column of the campaign table")
         if not is_param_value(value):
-            raise BadMessage(f"{where}: params.{column} must be a text or a finite number of at most "
-                             f"{MAX_VALUE_LENGTH} characters")
+            raise BadMessage(
+                f"{where}: params.{column} must be a text or a finite number of at most {MAX_VALUE_LENGTH} characters"
+            )
     return NewRow(phone, {column: str(value) for column, value in params.items()})
 
 
@@ -118,16 +120,20 @@ def own_content(message: dict, where: str, rules: IngestRules) -> dict:
     """A message's own template or text goes into TEMPLATE_COLUMN / TEXT_COLUMN;
     without that column, a message may only name what the campaign sends."""
     own = {}
-    for field, column, default, variable in (("template", rules.template_column, rules.template, "TEMPLATE"),
-                                             ("text", rules.text_column, rules.text, "TEXT")):
+    for field, column, default, variable in (
+        ("template", rules.template_column, rules.template, "TEMPLATE"),
+        ("text", rules.text_column, rules.text, "TEXT"),
+    ):
         if field not in message:
             continue
         value = message[field]
         if not isinstance(value, str) or not value.strip():
-            raise BadMessage(f"{where}: \"{field}\" must be a non-empty text")
+            raise BadMessage(f'{where}: "{field}" must be a non-empty text')
         if column:
             own[column] = value
         elif value != default:
-            raise BadMessage(f"{where}: this campaign sends one {field} (WHATSAPP_{variable}); set "
-                             f"{variable}_COLUMN to a column of the table to give each message its own")
+            raise BadMessage(
+                f"{where}: this campaign sends one {field} (WHATSAPP_{variable}); set "
+                f"{variable}_COLUMN to a column of the table to give each message its own"
+            )
     return own

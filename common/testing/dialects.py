@@ -40,8 +40,11 @@ class Cloud:
 
     @staticmethod
     def success(to: str):
-        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                     "messages": [{"id": f"wamid.{random.getrandbits(128):032x}"}]}
+        return 200, {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to}],
+            "messages": [{"id": f"wamid.{random.getrandbits(128):032x}"}],
+        }
 
 
 class Waha:
@@ -103,8 +106,11 @@ class Gowa:
 
     @staticmethod
     def success(to: str):
-        return 200, {"code": "SUCCESS", "message": "Success",
-                     "results": {"message_id": f"3EB0{random.getrandbits(64):016X}", "status": "sent"}}
+        return 200, {
+            "code": "SUCCESS",
+            "message": "Success",
+            "results": {"message_id": f"3EB0{random.getrandbits(64):016X}", "status": "sent"},
+        }
 
 
 def dialect_of(path: str):

@@ -72,8 +72,12 @@ class Behaviour:
             if isinstance(value, bool) or not isinstance(value, allowed) or not lowest <= value <= highest:
                 raise ValueError(f"{name} must be {kind.__name__} from {lowest} to {highest}, got {value!r}")
         retry_after = self.retry_after
-        if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, (int, str))
-                                        or isinstance(retry_after, int) and retry_after < 0):
+        if retry_after is not None and (
+            isinstance(retry_after, bool)
+            or not isinstance(retry_after, (int, str))
+            or isinstance(retry_after, int)
+            and retry_after < 0
+        ):
             raise ValueError(f"retry_after must be seconds or a header text, got {retry_after!r}")
         if self.success_body is not None and not isinstance(self.success_body, str):
             raise ValueError("success_body must be a string or null")
@@ -401,7 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         for index in range(len(body)):
-            self.wfile.write(body[index:index + 1])
+            self.wfile.write(body[index : index + 1])
             self.wfile.flush()
             if self.server.mock._stopping.wait(trickle / len(body)):
                 return
@@ -413,47 +417,71 @@ class _Handler(BaseHTTPRequestHandler):
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", type=int, default=8080, show_default=True,
+    "--port",
+    type=int,
+    default=8080,
+    show_default=True,
     help="Port to listen on; 0 picks a free one.",
 )
 @click.option(
-    "--latency-ms", type=click.FloatRange(min=0), default=0.0,
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
     help="Delay before answering every send.",
 )
 @click.option(
-    "--fail-rate", type=click.FloatRange(0, 1), default=0.0,
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
     help="Chance a send is answered with --fail-status.",
 )
 @click.option(
-    "--fail-status", type=click.IntRange(400, 599), default=500, show_default=True,
+    "--fail-status",
+    type=click.IntRange(400, 599),
+    default=500,
+    show_default=True,
     help="Status of injected failures.",
 )
 @click.option(
-    "--timeout-rate", type=click.FloatRange(0, 1), default=0.0,
+    "--timeout-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
     help="Chance a send gets no answer: the server waits --hang-seconds, then closes the connection.",
 )
 @click.option(
-    "--hang-seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
+    "--hang-seconds",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
     help="How long a timed-out send hangs.",
 )
 @click.option(
-    "--reset-rate", type=click.FloatRange(0, 1), default=0.0,
+    "--reset-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
     help="Chance a send is answered by resetting the connection.",
 )
 @click.option(
-    "--plain-body", is_flag=True,
+    "--plain-body",
+    is_flag=True,
     help="Answer with plain text or HTML bodies instead of JSON.",
 )
 @click.option(
-    "--fail-first", type=click.IntRange(min=0), default=0,
+    "--fail-first",
+    type=click.IntRange(min=0),
+    default=0,
     help="Fail the first N attempts of every idempotency key, then succeed.",
 )
 @click.option(
-    "--retry-after", type=click.IntRange(min=0), default=None,
+    "--retry-after",
+    type=click.IntRange(min=0),
+    default=None,
     help="Send Retry-After: SECONDS with injected failures.",
 )
 @click.option(
-    "--token", envvar="MOCK_WHATSAPP_TOKEN", show_envvar=True,
+    "--token",
+    envvar="MOCK_WHATSAPP_TOKEN",
+    show_envvar=True,
     help="Require 'Authorization: Bearer TOKEN' on sends.",
 )
 @click.option("--verbose", is_flag=True, help="Log every request.")

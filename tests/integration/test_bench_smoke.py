@@ -23,10 +23,19 @@ TINY_RUN = ["--rows", "300", "--scaling-rows", "2000", "--baseline-seconds", "30
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DATABASE_URL=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-               REDIS_URL=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
-    return subprocess.run([sys.executable, "bench/run.py", *TINY_RUN, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        DATABASE_URL=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        REDIS_URL=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
+    )
+    return subprocess.run(
+        [sys.executable, "bench/run.py", *TINY_RUN, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_nothing_left(stderr: str) -> None:
@@ -52,8 +61,17 @@ def test_the_benchmark_runs_the_reference_baseline_and_project_and_prints_their_
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     header = lines[0]
-    for column in ("run", "rows", "msg/s", "vs reference", "p50 ms", "p99 ms", "peak RSS MB", "CPU ms/msg",
-                   "CPU vs ref"):
+    for column in (
+        "run",
+        "rows",
+        "msg/s",
+        "vs reference",
+        "p50 ms",
+        "p99 ms",
+        "peak RSS MB",
+        "CPU ms/msg",
+        "CPU vs ref",
+    ):
         assert column in header
     assert is_row(lines[1], "reference (2 processes)", "python mock")
     assert lines[2].startswith("baseline (seed-style) ")

@@ -15,8 +15,18 @@ pytestmark = pytest.mark.integration
 
 SERVERS = ("redis-server", "mariadbd", "mariadb-install-db")
 MISSING = [name for name in SERVERS if not find_server(name)]
-SHORT_RUN = ["--rows", "3000", "--kill-every", "2", "--mysql-down-seconds", "2", "--phase-seconds", "2",
-             "--time-limit", "90"]
+SHORT_RUN = [
+    "--rows",
+    "3000",
+    "--kill-every",
+    "2",
+    "--mysql-down-seconds",
+    "2",
+    "--phase-seconds",
+    "2",
+    "--time-limit",
+    "90",
+]
 HELD_FAULTS = ("Redis refusing writes", "Redis answering BUSY", "odd answers", "trickled answers")
 
 
@@ -28,8 +38,9 @@ def table_value(output: str, name: str) -> int:
 
 @pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} to run private servers it may restart")
 def test_a_short_chaos_run_loses_nothing_and_explains_every_repeat():
-    run = subprocess.run([sys.executable, "-m", "scripts.chaos", *SHORT_RUN], cwd=ROOT,
-                         capture_output=True, text=True, timeout=400)
+    run = subprocess.run(
+        [sys.executable, "-m", "scripts.chaos", *SHORT_RUN], cwd=ROOT, capture_output=True, text=True, timeout=400
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
     assert "chaos: PASS" in run.stdout

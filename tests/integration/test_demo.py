@@ -14,8 +14,9 @@ def test_the_demo_sends_every_row_once_and_offers_the_dashboard(mysql_db, role_e
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_role("scripts.demo", role_env, "--rows", "300", "--bad-phones", "0.01", "--web-port", str(port),
-                      timeout=180)
+    result = run_role(
+        "scripts.demo", role_env, "--rows", "300", "--bad-phones", "0.01", "--web-port", str(port), timeout=180
+    )
     assert result.returncode == 0, result.stderr[-1000:]
     assert f"dashboard at http://127.0.0.1:{port}/" in result.stdout
     assert "rows 300 | sent 297 | failed 3 | pending 0 | job keys left 0" in result.stdout

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from common.store.campaign import PENDING, SENT
 from common.delivery.engines import ENGINES
+from common.store.campaign import PENDING, SENT
 from tests.conftest import database_url, drain_queue, start_role
 from tests.integration.test_processes import stop, wait_for
 from tests.tcp_proxy import TcpProxy
@@ -111,8 +111,11 @@ def test_mysql_away_for_30_s_keeps_every_2xx_and_sends_nothing_twice(campaign, r
     # Claimed jobs not yet started are held back while MySQL is away.
     wait_for(lambda: mock.stats()["in_flight"] == 0, what="no send in flight")
     # Every 2xx since the cut is kept in Redis once its answer is read (a few ms after the mock wrote it).
-    wait_for(lambda: sent_markers(real_redis) >= mock.stats()["delivered"] - delivered_before,
-             timeout=5, what="every 2xx since the cut kept in Redis")
+    wait_for(
+        lambda: sent_markers(real_redis) >= mock.stats()["delivered"] - delivered_before,
+        timeout=5,
+        what="every 2xx since the cut kept in Redis",
+    )
     roles["consumers.odd"].kill()  # dies still holding them
     roles["consumers.odd"].communicate()
     time.sleep(max(0.0, MYSQL_OUTAGE_SECONDS - (time.monotonic() - cut_at)))

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from common.store.campaign import PENDING, SENT
 from common.delivery.sender import MAX_RETRY_AFTER
+from common.store.campaign import PENDING, SENT
 from tests.conftest import drain, drain_queue, start_role
 from tests.integration.test_processes import stop, wait_for
 
@@ -18,16 +18,29 @@ pytestmark = pytest.mark.integration
 def use_up_first_attempts(mock, ids):
     """With fail_first=1, spend these rows' one failing attempt, so their next send is a 2xx."""
     for row_id in ids:
-        requests.post(f"{mock.url}/test_camp", json={"to": "628100000000"},
-                      headers={"Idempotency-Key": f"campaign_master_1:{row_id}"}, timeout=5)
+        requests.post(
+            f"{mock.url}/test_camp",
+            json={"to": "628100000000"},
+            headers={"Idempotency-Key": f"campaign_master_1:{row_id}"},
+            timeout=5,
+        )
 
 
-@pytest.mark.parametrize("retry_after,waits_a_day", [
-    ("1e999", True), ("inf", True), ("99999999", True),
-    ("nan", False), ("-5", False), ("Wed, 21 Oct 2015 07:28:00 GMT", False), ("garbage", False),
-])
-def test_a_429_with_any_retry_after_leaves_the_2xx_of_its_batch_recorded(campaign, build, mock, real_redis,
-                                                                          retry_after, waits_a_day):
+@pytest.mark.parametrize(
+    "retry_after,waits_a_day",
+    [
+        ("1e999", True),
+        ("inf", True),
+        ("99999999", True),
+        ("nan", False),
+        ("-5", False),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", False),
+        ("garbage", False),
+    ],
+)
+def test_a_429_with_any_retry_after_leaves_the_2xx_of_its_batch_recorded(
+    campaign, build, mock, real_redis, retry_after, waits_a_day
+):
     producer, consumer = build
     ids = [i for i in campaign.add(20) if i % 2 == 1]
     mock.configure(fail_first=1, fail_status=429, retry_after=retry_after)
@@ -41,22 +54,28 @@ def test_a_429_with_any_retry_after_leaves_the_2xx_of_its_batch_recorded(campaig
         assert [states[i] for i in ids[5:]] == [PENDING] * 5
         now_ms = time.time() * 1000
         for row_id in ids[5:]:
-            assert now_ms + (MAX_RETRY_AFTER - 60) * 1000 <= real_redis.zscore("due:2:1", row_id) <= now_ms + \
-                MAX_RETRY_AFTER * 1000
+            assert (
+                now_ms + (MAX_RETRY_AFTER - 60) * 1000
+                <= real_redis.zscore("due:2:1", row_id)
+                <= now_ms + MAX_RETRY_AFTER * 1000
+            )
     else:  # unreadable or past: our own backoff
         drain_queue(c)
         assert campaign.count(PENDING) == 10  # the even rows only
     assert sorted(mock.deliveries().values()) == [1] * len(mock.deliveries())
 
 
-@pytest.mark.parametrize("body,message_id", [
-    ('{"messages":[{"id":123456789}]}', "123456789"),
-    ('{"messages":[{"id":"' + "x" * 129 + '"}]}', None),
-    ('{"messages":[{"id":["a"]}]}', None),
-    ('{"messages":[{"id":"wamid.\\ud800"}]}', "wamid.?"),
-    ("[" * 100_000 + "]" * 100_000, None),
-    ('{"messages": "\xff\xfe not an id"}', None),
-])
+@pytest.mark.parametrize(
+    "body,message_id",
+    [
+        ('{"messages":[{"id":123456789}]}', "123456789"),
+        ('{"messages":[{"id":"' + "x" * 129 + '"}]}', None),
+        ('{"messages":[{"id":["a"]}]}', None),
+        ('{"messages":[{"id":"wamid.\\ud800"}]}', "wamid.?"),
+        ("[" * 100_000 + "]" * 100_000, None),
+        ('{"messages": "\xff\xfe not an id"}', None),
+    ],
+)
 def test_any_2xx_body_is_one_send_recorded_once(campaign, build, mock, body, message_id):
     producer, consumer = build
     ids = [i for i in campaign.add(6) if i % 2 == 1]
@@ -78,7 +97,7 @@ def test_a_trickled_body_is_held_to_the_request_deadline(campaign, build, mock):
     started = time.monotonic()
     drain(c)
     assert time.monotonic() - started < 5
-    (latency, error), = campaign.query("SELECT latency_ms, error FROM delivery_attempts")
+    ((latency, error),) = campaign.query("SELECT latency_ms, error FROM delivery_attempts")
     assert 900 <= latency < 2000 and error == "timed out"
 
 
@@ -98,7 +117,7 @@ def test_sigterm_during_a_trickled_answer_exits_within_the_deadline(campaign, ro
         stop(producer)
     assert code == 0 and took < 4.5, (code, took, err)  # inside honcho's 5 s
     assert "Traceback" not in err
-    (outcome, error), = campaign.query("SELECT outcome, error FROM delivery_attempts")
+    ((outcome, error),) = campaign.query("SELECT outcome, error FROM delivery_attempts")
     assert outcome == "retry" and error  # recorded before exit: the retry carries the same key
 
 

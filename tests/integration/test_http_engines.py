@@ -11,8 +11,10 @@ from common.delivery.engines import ENGINES, EngineError, EngineTimeout
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("name", sorted(ENGINES))]
 
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer secret-token"}
-BODY = b'{"messaging_product":"whatsapp","to":"628100000001","type":"template",' \
-       b'"template":{"name":"hello_world","language":{"code":"en_US"}}}'
+BODY = (
+    b'{"messaging_product":"whatsapp","to":"628100000001","type":"template",'
+    b'"template":{"name":"hello_world","language":{"code":"en_US"}}}'
+)
 
 
 def engine_for(name, url, timeout=2.0):
@@ -21,8 +23,10 @@ def engine_for(name, url, timeout=2.0):
 
 def post_once(engine, key):
     """One POST on a loop of its own, then close the engine."""
+
     async def post():
         return await engine.post(BODY, {"Idempotency-Key": key})
+
     try:
         return asyncio.run(post())
     finally:

@@ -22,8 +22,11 @@ def free_port() -> int:
 def scrape(port: int) -> dict:
     """(metric sample name, frozenset of labels) -> value."""
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def test_a_consumer_exposes_sends_by_outcome_latency_retries_and_queue_depth(campaign, role_env, mock, real_redis):
@@ -34,8 +37,11 @@ def test_a_consumer_exposes_sends_by_outcome_latency_retries_and_queue_depth(cam
     consumer = start_role("consumers.odd", dict(role_env, METRICS_PORT=str(port), BREAKER_FAILURES="1000"))
     try:
         wait_for(lambda: campaign.count(PENDING) == 20, what="odd rows sent")
-        wait_for(lambda: scrape(port).get(("campaign_queue_depth", frozenset({("partition", "1/2")}))) == 0,
-                 timeout=10, what="queue depth 0")
+        wait_for(
+            lambda: scrape(port).get(("campaign_queue_depth", frozenset({("partition", "1/2")}))) == 0,
+            timeout=10,
+            what="queue depth 0",
+        )
         samples = scrape(port)
     finally:
         code, err = stop(consumer)
@@ -49,8 +55,7 @@ def test_a_consumer_exposes_sends_by_outcome_latency_retries_and_queue_depth(cam
     assert samples[("campaign_breaker_open", frozenset({("sender", sender)}))] == 0
 
 
-def test_jobs_taken_over_from_a_killed_consumer_are_counted_as_lease_reclaims(campaign, role_env, mock,
-                                                                             real_redis):
+def test_jobs_taken_over_from_a_killed_consumer_are_counted_as_lease_reclaims(campaign, role_env, mock, real_redis):
     ids = [i for i in campaign.add(60) if i % 2 == 1]
     assert run_role("producers.odd", role_env, "--once").returncode == 0
     mock.configure(latency_ms=300)

@@ -56,8 +56,14 @@ def test_send_gets_whatsapp_success_body_and_is_recorded(mock):
     assert mock.recipients() == {PHONE: 1}
     stats = requests.get(f"{mock.url}/_mock/stats", timeout=5).json()
     assert stats == {
-        "requests": 1, "delivered": 1, "unique": 1, "duplicates": 0, "duplicate_keys": [],
-        "by_status": {"200": 1}, "hung": 0, "in_flight": 0,
+        "requests": 1,
+        "delivered": 1,
+        "unique": 1,
+        "duplicates": 0,
+        "duplicate_keys": [],
+        "by_status": {"200": 1},
+        "hung": 0,
+        "in_flight": 0,
     }
 
 
@@ -106,7 +112,9 @@ def test_token_is_required_when_configured(mock):
 
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
     assert missing.json()["error"] == {
-        "message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190,
+        "message": "Invalid OAuth access token.",
+        "type": "OAuthException",
+        "code": 190,
     }
     assert mock.stats()["delivered"] == 1
 
@@ -147,9 +155,18 @@ def test_config_endpoint_changes_behaviour_at_runtime(mock):
     delivered = send(mock)
 
     assert config == {
-        "latency_ms": 0.0, "fail_rate": 1.0, "fail_status": 503, "fail_first": 0, "retry_after": None,
-        "timeout_rate": 0.0, "hang_seconds": 30.0, "token": None, "reset_rate": 0.0, "plain_body": False,
-        "success_body": None, "trickle_seconds": 0.0,
+        "latency_ms": 0.0,
+        "fail_rate": 1.0,
+        "fail_status": 503,
+        "fail_first": 0,
+        "retry_after": None,
+        "timeout_rate": 0.0,
+        "hang_seconds": 30.0,
+        "token": None,
+        "reset_rate": 0.0,
+        "plain_body": False,
+        "success_body": None,
+        "trickle_seconds": 0.0,
     }
     assert (failed.status_code, delivered.status_code) == (503, 200)
 
@@ -226,7 +243,9 @@ def test_health_is_ok(mock):
 def test_command_line_server_delivers_and_stops_cleanly_on_sigterm():
     process = subprocess.Popen(
         [sys.executable, "-m", "common.mock_whatsapp", "--port", "0"],
-        cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stderr.readline().strip()

@@ -9,14 +9,17 @@ from tests.conftest import drain
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("column_type,phone", [
-    ("BIGINT", 6281234567801),
-    ("BIGINT UNSIGNED", 6281234567801),
-    ("DECIMAL(20,0)", 6281234567801),
-    ("VARBINARY(40)", b"+62 812-3456-7801"),
-    ("CHAR(30)", "  6281234567801  "),
-    ("TEXT", "6281234567801"),
-])
+@pytest.mark.parametrize(
+    "column_type,phone",
+    [
+        ("BIGINT", 6281234567801),
+        ("BIGINT UNSIGNED", 6281234567801),
+        ("DECIMAL(20,0)", 6281234567801),
+        ("VARBINARY(40)", b"+62 812-3456-7801"),
+        ("CHAR(30)", "  6281234567801  "),
+        ("TEXT", "6281234567801"),
+    ],
+)
 def test_a_phone_column_of_any_type_is_sent(campaign, build, mock, column_type, phone):
     producer, consumer = build
     campaign.query(f"ALTER TABLE campaign_master_1 MODIFY column1 {column_type}")
@@ -27,14 +30,16 @@ def test_a_phone_column_of_any_type_is_sent(campaign, build, mock, column_type, 
     assert mock.recipients() == {"6281234567801": 1}
 
 
-@pytest.mark.parametrize("column_type,value,reason", [
-    ("DATE", "2026-12-07", "phone is not a valid number"),
-    ("VARBINARY(40)", b"\xff\xfe\x00\x01", "characters other than digits"),
-    ("BIGINT", None, "phone is empty"),
-    ("DOUBLE", 1.5, "phone is not a number"),
-])
-def test_a_phone_no_message_can_go_to_fails_its_row_with_a_reason(campaign, build, mock, column_type, value,
-                                                                   reason):
+@pytest.mark.parametrize(
+    "column_type,value,reason",
+    [
+        ("DATE", "2026-12-07", "phone is not a valid number"),
+        ("VARBINARY(40)", b"\xff\xfe\x00\x01", "characters other than digits"),
+        ("BIGINT", None, "phone is empty"),
+        ("DOUBLE", 1.5, "phone is not a number"),
+    ],
+)
+def test_a_phone_no_message_can_go_to_fails_its_row_with_a_reason(campaign, build, mock, column_type, value, reason):
     producer, consumer = build
     campaign.query(f"ALTER TABLE campaign_master_1 MODIFY column1 {column_type}")
     campaign.query("INSERT INTO campaign_master_1 (id, column1) VALUES (1, %s)", (value,))
@@ -47,10 +52,14 @@ def test_a_phone_no_message_can_go_to_fails_its_row_with_a_reason(campaign, buil
 
 def test_message_variables_of_any_type_fill_the_text(campaign, build, mock):
     producer, consumer = build
-    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN amount DECIMAL(12,2), ADD COLUMN code VARBINARY(8),"
-                   " ADD COLUMN due DATE")
-    campaign.query("INSERT INTO campaign_master_1 (id, column1, amount, code, due)"
-                   " VALUES (1, '6281234567801', 1500.50, 'AB12', '2026-12-24')")
+    campaign.query(
+        "ALTER TABLE campaign_master_1 ADD COLUMN amount DECIMAL(12,2), ADD COLUMN code VARBINARY(8),"
+        " ADD COLUMN due DATE"
+    )
+    campaign.query(
+        "INSERT INTO campaign_master_1 (id, column1, amount, code, due)"
+        " VALUES (1, '6281234567801', 1500.50, 'AB12', '2026-12-24')"
+    )
     options = dict(provider="waha", whatsapp_url=f"{mock.url}", text="Pay {amount} with {code} by {due}")
     producer(**options).loop()
     drain(consumer(**options))
@@ -64,14 +73,19 @@ BIG = 2**32 + 1  # past INT and INT UNSIGNED
 def test_row_ids_past_int_are_sent_failed_and_recorded(campaign, build, mock):
     producer, consumer = build
     campaign.query("ALTER TABLE campaign_master_1 MODIFY id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT")
-    campaign.query("INSERT INTO campaign_master_1 (id, column1) VALUES (%s, '6281234567801'), (%s, 'nope'),"
-                   " (%s, '6281234567805')", (BIG, BIG + 2, 2**64 - 1))
+    campaign.query(
+        "INSERT INTO campaign_master_1 (id, column1) VALUES (%s, '6281234567801'), (%s, 'nope'), (%s, '6281234567805')",
+        (BIG, BIG + 2, 2**64 - 1),
+    )
     producer().loop()
     drain(consumer())
     assert campaign.states() == {BIG: SENT, BIG + 2: FAILED, 2**64 - 1: SENT}
     assert set(campaign.failure_reasons()) == {BIG + 2}
     assert set(campaign.query("SELECT row_id, outcome FROM delivery_attempts")) == {
-        (BIG, "sent"), (BIG + 2, "failed"), (2**64 - 1, "sent")}
+        (BIG, "sent"),
+        (BIG + 2, "failed"),
+        (2**64 - 1, "sent"),
+    }
 
 
 def test_history_tables_made_with_int_row_ids_are_widened_at_start(campaign, build, mock):
@@ -79,14 +93,19 @@ def test_history_tables_made_with_int_row_ids_are_widened_at_start(campaign, bui
     campaign.query("ALTER TABLE delivery_attempts MODIFY row_id INT NOT NULL")
     campaign.query("ALTER TABLE campaign_failures MODIFY row_id INT NOT NULL")
     campaign.query("ALTER TABLE campaign_master_1 MODIFY id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT")
-    campaign.query("INSERT INTO campaign_master_1 (id, column1) VALUES (%s, '6281234567801'), (%s, 'nope')",
-                   (BIG, BIG + 2))
+    campaign.query(
+        "INSERT INTO campaign_master_1 (id, column1) VALUES (%s, '6281234567801'), (%s, 'nope')", (BIG, BIG + 2)
+    )
     c = consumer()
     c.initialize()
     producer().loop()
     drain(c)
-    types = dict(campaign.query("SELECT TABLE_NAME, COLUMN_TYPE FROM information_schema.COLUMNS"
-                                " WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'row_id'"))
+    types = dict(
+        campaign.query(
+            "SELECT TABLE_NAME, COLUMN_TYPE FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'row_id'"
+        )
+    )
     assert all("bigint" in kind and "unsigned" in kind for kind in types.values()), types
     assert campaign.states() == {BIG: SENT, BIG + 2: FAILED}
     assert campaign.count(PENDING) == 0
@@ -98,4 +117,3 @@ def test_a_failure_reason_with_a_lone_surrogate_is_stored(campaign, table_for, s
     table.mark_failed([Failure(1, 1, "HTTP 400: bad \ud800 text " + "x" * 400, 400)])
     reason = campaign.failure_reasons()[1]
     assert reason.startswith("HTTP 400: bad ? text") and len(reason) == 255
-

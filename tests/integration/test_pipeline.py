@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from common.store.campaign import FAILED, PENDING, SENT
 from common.queue.jobs import Job
+from common.store.campaign import FAILED, PENDING, SENT
 from tests.conftest import drain, drain_queue
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from common.store.campaign import PENDING, SENT
 from common.errors import EXIT_CONFIG, EXIT_LOCKED, EXIT_UNAVAILABLE
+from common.store.campaign import PENDING, SENT
 from common.testing.mock_gateway import MockWhatsApp
 from tests.conftest import run_role, start_role
 
@@ -122,15 +122,18 @@ def one_line_failure(result, code, text):
     assert len(lines) == 1 and text in lines[0], lines
 
 
-@pytest.mark.parametrize("variable,value,text", [
-    ("CAMPAIGN_TABLE", "campaign; DROP TABLE x", "not a plain identifier"),
-    ("PHONE_COLUMN", "column1,column3", "not a plain identifier"),
-    ("DATABASE_URL", "mysql//nonsense", "DATABASE_URL must look like"),
-    ("REDIS_URL", "localhost:6379", "REDIS_URL must look like"),
-    ("WHATSAPP_URL", "ftp://x/y", "WHATSAPP_URL"),
-    ("CAMPAIGN_TABLE", "no_such_table", "load schema.sql"),
-    ("LEASE_SECONDS", "0.5", "LEASE_SECONDS"),
-])
+@pytest.mark.parametrize(
+    "variable,value,text",
+    [
+        ("CAMPAIGN_TABLE", "campaign; DROP TABLE x", "not a plain identifier"),
+        ("PHONE_COLUMN", "column1,column3", "not a plain identifier"),
+        ("DATABASE_URL", "mysql//nonsense", "DATABASE_URL must look like"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must look like"),
+        ("WHATSAPP_URL", "ftp://x/y", "WHATSAPP_URL"),
+        ("CAMPAIGN_TABLE", "no_such_table", "load schema.sql"),
+        ("LEASE_SECONDS", "0.5", "LEASE_SECONDS"),
+    ],
+)
 def test_bad_configuration_is_one_line_and_exit_2(campaign, role_env, variable, value, text):
     result = run_role("consumers.odd", {**role_env, variable: value}, "--once")
     one_line_failure(result, EXIT_CONFIG, text)
@@ -143,11 +146,14 @@ def test_wrong_mysql_credentials_are_one_line_and_exit_2(campaign, role_env, mys
     assert "wrong-password" not in result.stderr
 
 
-@pytest.mark.parametrize("module,variable,value,text", [
-    ("producers.odd", "DATABASE_URL", "mysql://u:secret@127.0.0.1:1/db", "MySQL at"),
-    ("producers.odd", "REDIS_URL", "redis://127.0.0.1:1/0", "Redis is unreachable"),
-    ("consumers.odd", "WHATSAPP_URL", "http://127.0.0.1:1/test_camp", "unreachable"),
-])
+@pytest.mark.parametrize(
+    "module,variable,value,text",
+    [
+        ("producers.odd", "DATABASE_URL", "mysql://u:secret@127.0.0.1:1/db", "MySQL at"),
+        ("producers.odd", "REDIS_URL", "redis://127.0.0.1:1/0", "Redis is unreachable"),
+        ("consumers.odd", "WHATSAPP_URL", "http://127.0.0.1:1/test_camp", "unreachable"),
+    ],
+)
 def test_an_unreachable_service_at_start_up_is_one_line_and_exit_3(campaign, role_env, module, variable, value, text):
     result = run_role(module, {**role_env, variable: value}, "--once")
     one_line_failure(result, EXIT_UNAVAILABLE, text)
@@ -165,8 +171,12 @@ def test_an_endpoint_refusing_the_token_is_one_line_and_exit_2(campaign, role_en
 def test_the_token_is_sent_and_never_logged(campaign, role_env):
     campaign.add(4)
     with MockWhatsApp(token="right-token") as guarded:
-        env = {**role_env, "WHATSAPP_URL": f"{guarded.url}/test_camp", "WHATSAPP_TOKEN": "right-token",
-               "LOG_LEVEL": "DEBUG"}
+        env = {
+            **role_env,
+            "WHATSAPP_URL": f"{guarded.url}/test_camp",
+            "WHATSAPP_TOKEN": "right-token",
+            "LOG_LEVEL": "DEBUG",
+        }
         assert run_role("producers.odd", env, "--once").returncode == 0
         result = run_role("consumers.odd", env, "--once")
         assert guarded.stats()["delivered"] == 2
@@ -200,8 +210,9 @@ def test_json_logs_carry_role_partition_and_row_and_phones_show_only_when_asked(
     assert "x628123456789" in shown.stderr
 
 
-def test_a_second_once_run_of_the_same_role_and_partition_exits_4_while_the_first_runs(campaign, role_env, mock,
-                                                                                      real_redis):
+def test_a_second_once_run_of_the_same_role_and_partition_exits_4_while_the_first_runs(
+    campaign, role_env, mock, real_redis
+):
     campaign.add(40)
     assert run_role("producers.odd", role_env, "--once").returncode == 0
     mock.configure(latency_ms=300)

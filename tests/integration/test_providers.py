@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from common.store.campaign import PENDING, SENT
 from common.queue.jobs import decode_job
+from common.store.campaign import PENDING, SENT
 from tests.conftest import drain_queue
 
 pytestmark = pytest.mark.integration
@@ -44,8 +44,10 @@ def test_per_row_variables_reach_the_template_from_the_rows_own_columns(campaign
     campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40), ADD COLUMN column4 INT")
     ids = campaign.add(4)
     for row_id in ids:
-        campaign.query("UPDATE campaign_master_1 SET column2 = %s, column4 = %s WHERE id = %s",
-                       (f"Ana {row_id}", None if row_id == ids[-1] else row_id * 10, row_id))
+        campaign.query(
+            "UPDATE campaign_master_1 SET column2 = %s, column4 = %s WHERE id = %s",
+            (f"Ana {row_id}", None if row_id == ids[-1] else row_id * 10, row_id),
+        )
     producer, consumer = build
     for k in (0, 1):
         producer(index=k, params=("column2", "column4")).loop()
@@ -70,7 +72,8 @@ def test_text_placeholders_take_the_rows_columns(campaign, build, mock):
     drain_queue(consumer(meta_base_url=mock.url, **{**META, "text": text}), timeout=30)
     bodies = mock.bodies()
     assert {bodies[f"campaign_master_1:{i}"]["text"]["body"] for i in ids} == {
-        f"Halo Budi {i}, promo {{today}}" for i in ids}
+        f"Halo Budi {i}, promo {{today}}" for i in ids
+    }
 
 
 TEXT_GATEWAYS = {

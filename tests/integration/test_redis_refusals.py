@@ -59,7 +59,9 @@ def test_redis_refusing_writes_is_waited_for_and_loses_nothing(campaign, role_en
     try:
         for refusal in (out_of_memory, read_only, busy):
             before = mock.stats()["delivered"]
-            wait_for(lambda: mock.stats()["delivered"] >= before + 10, what=f"sends before {refusal.__name__}")
+            wait_for(
+                lambda before=before: mock.stats()["delivered"] >= before + 10, what=f"sends before {refusal.__name__}"
+            )
             refusal(client)
             assert all(p.poll() is None for p in roles.values()), f"a process exited during {refusal.__name__}"
         wait_for(lambda: campaign.count(PENDING) == 200, timeout=60, what="every odd row sent")

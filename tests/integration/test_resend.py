@@ -46,8 +46,9 @@ def test_recording_one_row_twice_raises_its_generation_once(campaign, table_for,
     assert campaign.query("SELECT row_id, generation FROM send_generations") == ((1, 1),)
 
 
-def test_resend_failed_sets_back_the_rows_asked_for_and_they_go_out_with_new_keys(campaign, build, mock,
-                                                                                   table_for, settings_for):
+def test_resend_failed_sets_back_the_rows_asked_for_and_they_go_out_with_new_keys(
+    campaign, build, mock, table_for, settings_for
+):
     producer, consumer = build
     ids = campaign.add(6, phone=lambda i: "not a phone" if i < 4 else f"62812{i:08d}")
     p, c = producer(full_scan_interval=0.01), consumer()

@@ -4,13 +4,13 @@ Real MariaDB, Redis and mock endpoints."""
 
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.delivery.pacing import Pacer
 from common.store.campaign import PENDING, SENT
 from common.testing.mock_gateway import MockWhatsApp
-from common.delivery.pacing import Pacer
 from tests.conftest import drain_queue, start_role
 from tests.integration.test_processes import stop, wait_for
 
@@ -35,8 +35,9 @@ def test_waha_sessions_take_turns(campaign, build, mock):
     producer, consumer = build
     ids = [i for i in campaign.add(60) if i % 2 == 1]
     producer().loop()
-    drain_queue(consumer(provider="waha", text="Halo!", whatsapp_url=mock.url,
-                         waha_session="default,marketing,support"))
+    drain_queue(
+        consumer(provider="waha", text="Halo!", whatsapp_url=mock.url, waha_session="default,marketing,support")
+    )
     assert mock.deliveries() == keys(ids)
     sessions = [body["session"] for body in mock.bodies().values()]
     assert {s: sessions.count(s) for s in set(sessions)} == {"default": 10, "marketing": 10, "support": 10}
@@ -55,17 +56,20 @@ def test_a_history_table_without_the_sender_column_gets_it_at_start_up(campaign,
     c.table.check(need_failure_table=True)  # a second consumer starting finds it there
     drain_queue(c)
     assert campaign.query("SELECT row_id, sender FROM delivery_attempts ORDER BY row_id") == tuple(
-        (i, f"webhook:{mock.url.removeprefix('http://')}/test_camp") for i in ids)
+        (i, f"webhook:{mock.url.removeprefix('http://')}/test_camp") for i in ids
+    )
 
 
 def test_a_sender_refusing_our_token_is_cut_off_at_once_and_the_other_sends_everything(
-        campaign, build, mock, second_mock, real_redis):
+    campaign, build, mock, second_mock, real_redis
+):
     producer, consumer = build
     second_mock.configure(token="not-ours")  # HTTP 401 for every send
     ids = [i for i in campaign.add(40) if i % 2 == 1]
     producer().loop()
-    c = consumer(whatsapp_url=f"{mock.url}/test_camp,{second_mock.url}/test_camp", whatsapp_token="ours",
-                 breaker_cooldown=60)
+    c = consumer(
+        whatsapp_url=f"{mock.url}/test_camp,{second_mock.url}/test_camp", whatsapp_token="ours", breaker_cooldown=60
+    )
     drain_queue(c)
     assert mock.deliveries() == keys(ids) and second_mock.deliveries() == {}
     assert all(campaign.states()[i] == SENT for i in ids)
@@ -74,14 +78,20 @@ def test_a_sender_refusing_our_token_is_cut_off_at_once_and_the_other_sends_ever
 
 
 def test_a_failing_sender_opens_after_n_failures_and_comes_back_after_trials(
-        campaign, build, mock, second_mock, real_redis):
+    campaign, build, mock, second_mock, real_redis
+):
     producer, consumer = build
     second_mock.configure(fail_rate=1.0, fail_status=503)
     ids = campaign.add(80)
     odd = [i for i in ids if i % 2 == 1]
     producer().loop()
-    senders = dict(whatsapp_url=f"{mock.url}/test_camp,{second_mock.url}/test_camp", breaker_failures=3,
-                   breaker_successes=2, breaker_cooldown=1.0, max_attempts=10)
+    senders = dict(
+        whatsapp_url=f"{mock.url}/test_camp,{second_mock.url}/test_camp",
+        breaker_failures=3,
+        breaker_successes=2,
+        breaker_cooldown=1.0,
+        max_attempts=10,
+    )
     c = consumer(**senders)
     drain_queue(c)
     assert mock.deliveries() == keys(odd) and second_mock.deliveries() == {}
@@ -102,8 +112,9 @@ def test_a_breaker_opened_by_one_consumer_stops_every_consumer(campaign, build, 
     producer, consumer = build
     second_mock.configure(token="not-ours")
     ids = campaign.add(40)
-    senders = dict(whatsapp_url=f"{mock.url}/test_camp,{second_mock.url}/test_camp", whatsapp_token="ours",
-                   breaker_cooldown=60)
+    senders = dict(
+        whatsapp_url=f"{mock.url}/test_camp,{second_mock.url}/test_camp", whatsapp_token="ours", breaker_cooldown=60
+    )
     producer(index=1).loop()
     drain_queue(consumer(index=1, **senders))
     refused = second_mock.stats()["requests"]
@@ -135,7 +146,7 @@ def test_outside_the_send_window_nothing_is_claimed(campaign, build, mock, real_
     producer, consumer = build
     ids = [i for i in campaign.add(10) if i % 2 == 1]
     producer().loop()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     closed = consumer(window=window_around(now, timedelta(hours=2), timedelta(hours=1)), timezone="UTC")
     for _ in range(10):
         closed.loop()

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from common.store.campaign import SENT
 from common.errors import EXIT_LOCKED
+from common.store.campaign import SENT
 from tests.conftest import run_role, start_role
 from tests.integration.test_processes import stop, wait_for
 
@@ -53,6 +53,12 @@ def test_an_exclusive_consumer_whose_lock_another_copy_took_stops_with_exit_4(ca
             consumer.kill()
     assert consumer.returncode == EXIT_LOCKED, err
     assert time.monotonic() - started < 10 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("consumer: error: another consumer for partition 1/2 took the "
-                                                  "run lock lock:consumer:2:1 (pid 999 on otherhost)")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "consumer: error: another consumer for partition 1/2 took the "
+            "run lock lock:consumer:2:1 (pid 999 on otherhost)"
+        )
+    )
     assert real_redis.get(KEY) == "otherhost:999:beef"  # not ours to release

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from common.store.campaign import SENT
 from common.errors import EXIT_CONFIG, EXIT_UNAVAILABLE
+from common.store.campaign import SENT
 from tests.conftest import database_url, run_role, start_role
 from tests.integration.test_processes import one_line_failure, wait_for
 from tests.tcp_proxy import TcpProxy
@@ -101,10 +101,13 @@ def test_a_consumer_started_before_redis_waits_for_it_then_sends(campaign, role_
     assert "Redis is unreachable" in consumer.saying(WAITING)[0]
 
 
-@pytest.mark.parametrize("variable,value,text", [
-    ("DATABASE_URL", "mysql://u:secret@127.0.0.1:1/db", "MySQL at"),
-    ("REDIS_URL", "redis://127.0.0.1:1/0", "Redis is unreachable"),
-])
+@pytest.mark.parametrize(
+    "variable,value,text",
+    [
+        ("DATABASE_URL", "mysql://u:secret@127.0.0.1:1/db", "MySQL at"),
+        ("REDIS_URL", "redis://127.0.0.1:1/0", "Redis is unreachable"),
+    ],
+)
 def test_a_once_consumer_still_exits_3_when_a_service_is_unreachable(campaign, role_env, variable, value, text):
     result = run_role("consumers.odd", {**role_env, variable: value}, "--once", timeout=20)
     one_line_failure(result, EXIT_UNAVAILABLE, text)

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from common.store.campaign import FAILED, PENDING, SENT
 from common.queue.pause import set_paused
 from common.settings import Partition
+from common.store.campaign import FAILED, PENDING, SENT
 from tests.conftest import ROOT, drain, drain_queue, run_role, start_role
 from tests.integration.test_processes import ROLES, stop, wait_for
 
@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def run_status(env, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.status", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "common.status", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
 
 
 def status(env, *args):
@@ -32,7 +33,8 @@ def status_json(env):
 
 
 def test_status_shows_progress_processes_and_failure_reasons_that_match_the_database(
-        campaign, role_env, mock, real_redis):
+    campaign, role_env, mock, real_redis
+):
     campaign.add(400)
     campaign.add(3, phone=lambda i: f"not-a-phone-{i}")
     # A shared 50/s pace makes the run last about 8 s, so the mid-run look is really mid-run.
@@ -42,7 +44,11 @@ def test_status_shows_progress_processes_and_failure_reasons_that_match_the_data
         wait_for(lambda: mock.stats()["delivered"] > 20, what="sends under way")
         during = status_json(paced_env)
         assert sorted((p["role"], p["partition"]) for p in during["processes"]) == [
-            ("consumer", "0/2"), ("consumer", "1/2"), ("producer", "0/2"), ("producer", "1/2")]
+            ("consumer", "0/2"),
+            ("consumer", "1/2"),
+            ("producer", "0/2"),
+            ("producer", "1/2"),
+        ]
         assert during["rows"] == 403 and not during["done"]
         wait_for(lambda: campaign.count(PENDING) == 0, what="every row sent")
         wait_for(lambda: status_json(paced_env)["done"], timeout=10, what="status done")
@@ -104,8 +110,14 @@ def test_pausing_the_whole_campaign_stops_every_partition(campaign, build, mock,
 
 
 def test_status_against_an_unreachable_redis_is_one_line_and_exit_3(campaign, role_env):
-    result = subprocess.run([sys.executable, "-m", "common.status"], cwd=ROOT, capture_output=True, text=True,
-                            env=dict(role_env, REDIS_URL="redis://127.0.0.1:1/0"), timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "common.status"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(role_env, REDIS_URL="redis://127.0.0.1:1/0"),
+        timeout=30,
+    )
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Redis" in result.stderr
 
@@ -129,7 +141,8 @@ def test_jobs_claimed_before_a_pause_are_not_sent_until_resumed(campaign, build,
 
 
 def test_jobs_claimed_between_heartbeats_are_not_counted_as_waiting_for_a_retry(
-        campaign, build, mock, role_env, real_redis):
+    campaign, build, mock, role_env, real_redis
+):
     producer, consumer = build
     campaign.add(4)
     producer().loop()
@@ -163,14 +176,15 @@ def failed_rows_of_two_reasons(campaign, build, mock):
 
 
 def test_resend_sets_back_the_failed_rows_of_one_reason_and_partition_and_they_go_out_again(
-        campaign, build, mock, role_env):
+    campaign, build, mock, role_env
+):
     producer, consumer = failed_rows_of_two_reasons(campaign, build, mock)
-    result = run_status(role_env, "resend", "--failed", "--reason", "characters other than digits",
-                        "--partition", "1")
+    result = run_status(role_env, "resend", "--failed", "--reason", "characters other than digits", "--partition", "1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "set 2 failed rows back to pending (reason contains 'characters other than digits', partition 1/2); "
-        "producers queue them within FULL_SCAN_INTERVAL"]
+        "producers queue them within FULL_SCAN_INTERVAL"
+    ]
     assert [campaign.states()[i] for i in range(1, 9)] == [PENDING, FAILED, PENDING] + [FAILED] * 5
     assert sorted(campaign.failure_reasons()) == [2, 4, 5, 6, 7, 8]
     time.sleep(0.02)  # past the producer's full scan interval
@@ -178,13 +192,16 @@ def test_resend_sets_back_the_failed_rows_of_one_reason_and_partition_and_they_g
     drain(consumer)
     assert [campaign.states()[i] for i in (1, 3)] == [SENT, SENT]
     assert {k for k, n in mock.deliveries().items() if k.endswith(":1")} == {
-        "campaign_master_1:1:1", "campaign_master_1:3:1"}
+        "campaign_master_1:1:1",
+        "campaign_master_1:3:1",
+    }
 
 
 def test_resend_of_every_failed_row_counts_them_all_and_a_second_finds_none(campaign, build, mock, role_env):
     failed_rows_of_two_reasons(campaign, build, mock)
     assert status(role_env, "resend", "--failed").splitlines() == [
-        "set 8 failed rows back to pending; producers queue them within FULL_SCAN_INTERVAL"]
+        "set 8 failed rows back to pending; producers queue them within FULL_SCAN_INTERVAL"
+    ]
     assert campaign.count(PENDING) == 8 and campaign.failure_reasons() == {}
     assert status(role_env, "resend", "--failed").strip() == "set 0 failed rows back to pending"
 
@@ -197,10 +214,13 @@ def test_resend_without_failed_is_a_usage_error_that_changes_nothing(campaign, r
     assert campaign.count(FAILED) == 2
 
 
-@pytest.mark.parametrize("url, code, says", [
-    (lambda t: f"mysql://{t.user}@127.0.0.1:1/{t.database}", 3, "unreachable"),
-    (lambda t: f"mysql://nobody:wrong@{t.host}:{t.port}/{t.database}", 2, "refused the login"),
-])
+@pytest.mark.parametrize(
+    "url, code, says",
+    [
+        (lambda t: f"mysql://{t.user}@127.0.0.1:1/{t.database}", 3, "unreachable"),
+        (lambda t: f"mysql://nobody:wrong@{t.host}:{t.port}/{t.database}", 2, "refused the login"),
+    ],
+)
 def test_resend_against_a_mysql_it_cannot_use_is_one_line_and_its_exit_code(campaign, role_env, url, code, says):
     result = run_status(dict(role_env, DATABASE_URL=url(campaign.target)), "resend", "--failed")
     assert result.returncode == code and "Traceback" not in result.stderr

@@ -5,8 +5,8 @@ auth, and what it answers to bodies too big, too deep or not text."""
 import re
 import shutil
 import socket
-from urllib.parse import urlsplit
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -25,8 +25,9 @@ MIB = 1024 * 1024
 @pytest.fixture
 def web(role_env, campaign, real_redis):
     """The service on a free loopback port, with Basic auth; yields its base URL."""
-    process = start_role("common.web", dict(role_env, WEB_PORT="0", WEB_USERNAME=AUTH[0], WEB_PASSWORD=AUTH[1],
-                                            DEFAULT_REGION="ID"))
+    process = start_role(
+        "common.web", dict(role_env, WEB_PORT="0", WEB_USERNAME=AUTH[0], WEB_PASSWORD=AUTH[1], DEFAULT_REGION="ID")
+    )
     url = None
     for line in process.stderr:
         match = re.search(r"listening on (http://\S+)", line)
@@ -49,29 +50,39 @@ def test_health_needs_no_credentials_and_everything_else_does(web):
 
 def test_ingest_adds_pending_rows_that_the_pipeline_then_sends(web, campaign, role_env, mock):
     campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40)")
-    answer = requests.post(f"{web}/api/messages", auth=AUTH, timeout=10, json=[
-        {"to": "+62 812-3456-7890", "params": {"column2": "Ana"}},
-        {"to": "081234567891", "template": "hello_world"},  # national: DEFAULT_REGION=ID
-    ])
+    answer = requests.post(
+        f"{web}/api/messages",
+        auth=AUTH,
+        timeout=10,
+        json=[
+            {"to": "+62 812-3456-7890", "params": {"column2": "Ana"}},
+            {"to": "081234567891", "template": "hello_world"},  # national: DEFAULT_REGION=ID
+        ],
+    )
     assert answer.status_code == 202, answer.text
     ids = answer.json()["ids"]
     assert answer.json()["status"] == "queued" and len(ids) == 2
     assert campaign.query("SELECT id, column1, column3, column2 FROM campaign_master_1 ORDER BY id") == (
-        (ids[0], "6281234567890", PENDING, "Ana"), (ids[1], "6281234567891", PENDING, None))
+        (ids[0], "6281234567890", PENDING, "Ana"),
+        (ids[1], "6281234567891", PENDING, None),
+    )
     for module in ("producers.odd", "producers.even", "consumers.odd", "consumers.even"):
         assert run_role(module, role_env, "--once").returncode == 0
     assert sorted(mock.recipients()) == ["6281234567890", "6281234567891"]
 
 
-@pytest.mark.parametrize("body, reason", [
-    ({"to": "not a phone"}, "message 0: phone has characters"),
-    ([{"to": "+6281234567890"}, {"to": "0812"}], "message 1:"),
-    ({"to": "+6281234567890", "params": {"column9": "x"}}, "not a column of the campaign table"),
-    ({"to": "+6281234567890", "template": "promo_2026"}, "this campaign sends one template"),
-    ({"to": "+6281234567890", "extra": 1}, "unknown fields extra"),
-    ([], "no messages"),
-    ("just text", "must be an object"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ({"to": "not a phone"}, "message 0: phone has characters"),
+        ([{"to": "+6281234567890"}, {"to": "0812"}], "message 1:"),
+        ({"to": "+6281234567890", "params": {"column9": "x"}}, "not a column of the campaign table"),
+        ({"to": "+6281234567890", "template": "promo_2026"}, "this campaign sends one template"),
+        ({"to": "+6281234567890", "extra": 1}, "unknown fields extra"),
+        ([], "no messages"),
+        ("just text", "must be an object"),
+    ],
+)
 def test_bad_input_is_a_400_with_the_reason_and_adds_nothing(web, campaign, body, reason):
     answer = requests.post(f"{web}/api/messages", auth=AUTH, json=body, timeout=10)
     assert answer.status_code == 400 and reason in answer.json()["error"]
@@ -80,8 +91,16 @@ def test_bad_input_is_a_400_with_the_reason_and_adds_nothing(web, campaign, body
 
 def test_a_retried_request_with_its_idempotency_key_adds_nothing_and_gets_the_first_ids(web, campaign):
     body = [{"to": "+6281234567890"}, {"to": "+6281234567891"}]
-    post = lambda key, json: requests.post(f"{web}/api/messages", auth=AUTH, json=json, timeout=10,  # noqa: E731
-                                           headers={"Idempotency-Key": key})
+
+    def post(key, json):
+        return requests.post(
+            f"{web}/api/messages",
+            auth=AUTH,
+            json=json,
+            timeout=10,
+            headers={"Idempotency-Key": key},
+        )
+
     first = post("order-42", body)
     again = post("order-42", body)
     assert first.status_code == again.status_code == 202, again.text
@@ -100,8 +119,9 @@ def test_concurrent_retries_with_one_idempotency_key_add_the_rows_once(web, camp
     body = [{"to": f"+62812345{n:05d}"} for n in range(200)]
 
     def post(_):
-        return requests.post(f"{web}/api/messages", auth=AUTH, json=body, timeout=30,
-                             headers={"Idempotency-Key": "batch-7"})
+        return requests.post(
+            f"{web}/api/messages", auth=AUTH, json=body, timeout=30, headers={"Idempotency-Key": "batch-7"}
+        )
 
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(post, range(4)))
@@ -119,8 +139,9 @@ def test_without_the_idempotency_table_it_says_to_load_the_schema(role_env, camp
 
 
 def test_a_body_that_is_not_json_is_a_400(web):
-    answer = requests.post(f"{web}/api/messages", auth=AUTH, data="{", timeout=5,
-                           headers={"Content-Type": "application/json"})
+    answer = requests.post(
+        f"{web}/api/messages", auth=AUTH, data="{", timeout=5, headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 400 and "JSON" in answer.json()["error"]
 
 
@@ -129,7 +150,9 @@ def test_status_pause_and_resume_over_http(web, campaign, real_redis):
     status = requests.get(f"{web}/api/status", auth=AUTH, timeout=5).json()
     assert status["total"]["pending"] == 6 and [p["partition"] for p in status["partitions"]] == ["0/2", "1/2"]
     assert requests.post(f"{web}/api/pause", auth=AUTH, json={"partition": 1}, timeout=5).json() == {
-        "paused": True, "partition": "1/2"}
+        "paused": True,
+        "partition": "1/2",
+    }
     assert real_redis.exists("paused:2:1")
     assert requests.get(f"{web}/api/status", auth=AUTH, timeout=5).json()["partitions"][1]["paused"]
     requests.post(f"{web}/api/resume", auth=AUTH, json={"partition": 1}, timeout=5)
@@ -140,9 +163,11 @@ def test_status_pause_and_resume_over_http(web, campaign, real_redis):
 def test_resend_needs_credentials_and_sets_back_the_failed_rows_asked_for(web, campaign):
     campaign.add(6)
     campaign.query("UPDATE campaign_master_1 SET column3 = 2")
-    campaign.query("INSERT INTO campaign_failures (campaign_table, row_id, attempts, reason) SELECT"
-                   " 'campaign_master_1', id, 3, IF(id <= 4, 'read timeout', 'HTTP 400: bad template')"
-                   " FROM campaign_master_1")
+    campaign.query(
+        "INSERT INTO campaign_failures (campaign_table, row_id, attempts, reason) SELECT"
+        " 'campaign_master_1', id, 3, IF(id <= 4, 'read timeout', 'HTTP 400: bad template')"
+        " FROM campaign_master_1"
+    )
     refused = requests.post(f"{web}/api/resend", json={}, timeout=5)
     assert refused.status_code == 401 and campaign.count(FAILED) == 6
     for body in ({"reason": 5}, {"partition": 2}, {"partition": True}, {"reason": "timeout", "all": True}, ["x"]):
@@ -160,8 +185,15 @@ def test_resend_needs_credentials_and_sets_back_the_failed_rows_asked_for(web, c
 def test_the_openapi_document_lists_every_route(web):
     doc = requests.get(f"{web}/openapi.json", auth=AUTH, timeout=5).json()
     assert doc["openapi"].startswith("3.") and set(doc["paths"]) == {
-        "/", "/health", "/api/status", "/api/messages", "/api/pause", "/api/resume", "/api/resend",
-        "/openapi.json"}
+        "/",
+        "/health",
+        "/api/status",
+        "/api/messages",
+        "/api/pause",
+        "/api/resume",
+        "/api/resend",
+        "/openapi.json",
+    }
 
 
 def test_it_refuses_a_public_address_without_credentials(role_env):
@@ -178,7 +210,8 @@ def chromium() -> str:
 
 
 def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pause_and_resume(
-        web, campaign, role_env, mock, real_redis):
+    web, campaign, role_env, mock, real_redis
+):
     campaign.add(30)
     campaign.add(2, phone=lambda i: "not-a-phone")
     for module in ("producers.even", "consumers.even"):  # even rows go out; odd ones stay pending
@@ -187,8 +220,9 @@ def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pa
     assert sent and pending
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-        page = browser.new_page(http_credentials={"username": AUTH[0], "password": AUTH[1]},
-                                viewport={"width": 390, "height": 844})  # a phone
+        page = browser.new_page(
+            http_credentials={"username": AUTH[0], "password": AUTH[1]}, viewport={"width": 390, "height": 844}
+        )  # a phone
         page.goto(f"{web}/")
         page.wait_for_function("document.getElementById('state').textContent !== 'loading'")
         total = 'tr[data-partition="total"]'
@@ -200,13 +234,13 @@ def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pa
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
         assert page.locator("#chart rect").count() == 60
 
-        page.click('button.pause:not([data-partition])')
+        page.click("button.pause:not([data-partition])")
         page.wait_for_function("document.getElementById('state').textContent === 'paused'")
         assert real_redis.exists("paused")
         page.click('tr[data-partition="1/2"] button.pause')
         page.wait_for_selector('tr[data-partition="1/2"] button.resume')
         assert real_redis.exists("paused:2:1")
-        page.click('button.resume:not([data-partition])')
+        page.click("button.resume:not([data-partition])")
         page.wait_for_function("document.getElementById('state').textContent === 'sending'")
         assert not real_redis.exists("paused") and real_redis.exists("paused:2:1")
 
@@ -230,18 +264,25 @@ def test_posts_must_be_json_so_a_cross_site_form_cannot_steer_the_campaign(web, 
     for body in ({"partition": 1.5}, {"partition": True}, [1], {"partition": -1}, {"partition": 1, "all": True}):
         answer = requests.post(f"{web}/api/pause", auth=AUTH, json=body, timeout=5)
         assert answer.status_code == 400 and "whole number" in answer.json()["error"], body
-    broken = requests.post(f"{web}/api/pause", auth=AUTH, data='{"partition": 1', timeout=5,
-                           headers={"Content-Type": "application/json"})
+    broken = requests.post(
+        f"{web}/api/pause", auth=AUTH, data='{"partition": 1', timeout=5, headers={"Content-Type": "application/json"}
+    )
     assert broken.status_code == 400 and "JSON" in broken.json()["error"]  # not taken for {}: the whole campaign
     assert not real_redis.keys("paused*")
 
 
 def test_a_value_the_table_refuses_is_a_400_and_adds_nothing(web, campaign):
-    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column4 INT, ADD COLUMN column5 VARCHAR(3), "
-                   "ADD COLUMN column6 VARCHAR(20) CHARACTER SET utf8mb3")
+    campaign.query(
+        "ALTER TABLE campaign_master_1 ADD COLUMN column4 INT, ADD COLUMN column5 VARCHAR(3), "
+        "ADD COLUMN column6 VARCHAR(20) CHARACTER SET utf8mb3"
+    )
     for params in ({"column4": "not a number"}, {"column5": "far too long"}, {"column6": "four bytes: \U0001f600"}):
-        answer = requests.post(f"{web}/api/messages", auth=AUTH, timeout=5,
-                               json=[{"to": "+6281234567890"}, {"to": "+6281234567891", "params": params}])
+        answer = requests.post(
+            f"{web}/api/messages",
+            auth=AUTH,
+            timeout=5,
+            json=[{"to": "+6281234567890"}, {"to": "+6281234567891", "params": params}],
+        )
         assert answer.status_code == 400 and "MySQL refused the row" in answer.json()["error"], answer.text
     assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
 
@@ -263,13 +304,18 @@ def test_messages_can_bring_their_own_template_through_template_column(role_env,
     process = start_role("common.web", dict(env, WEB_PORT="0"))
     try:
         url = next(m.group(1) for line in process.stderr if (m := re.search(r"listening on (http://\S+)", line)))
-        answer = requests.post(f"{url}/api/messages", timeout=10, json=[
-            {"to": "+6281234567890", "template": "promo_nov"}, {"to": "+6281234567891"}])
+        answer = requests.post(
+            f"{url}/api/messages",
+            timeout=10,
+            json=[{"to": "+6281234567890", "template": "promo_nov"}, {"to": "+6281234567891"}],
+        )
         assert answer.status_code == 202, answer.text
     finally:
         stop(process)
     assert campaign.query("SELECT column1, tpl FROM campaign_master_1 ORDER BY id") == (
-        ("6281234567890", "promo_nov"), ("6281234567891", None))
+        ("6281234567890", "promo_nov"),
+        ("6281234567891", None),
+    )
     for module in ("producers.odd", "producers.even", "consumers.odd", "consumers.even"):
         assert run_role(module, env, "--once").returncode == 0
     templates = {body["to"]: body["template"]["name"] for body in mock.bodies().values()}
@@ -278,12 +324,19 @@ def test_messages_can_bring_their_own_template_through_template_column(role_env,
 
 def test_a_lone_surrogate_is_a_400_and_adds_nothing(web, campaign):
     campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40)")
-    for body in ('{"to": "+6281234567890", "params": {"column2": "\\ud800"}}',
-                 '{"to": "+6281234567890", "params": {"column2": "Ana \\udc00"}}',
-                 '[{"to": "+6281234567890\\ud83d"}]'):
+    for body in (
+        '{"to": "+6281234567890", "params": {"column2": "\\ud800"}}',
+        '{"to": "+6281234567890", "params": {"column2": "Ana \\udc00"}}',
+        '[{"to": "+6281234567890\\ud83d"}]',
+    ):
         for headers in ({}, {"Idempotency-Key": "order-1"}):
-            answer = requests.post(f"{web}/api/messages", auth=AUTH, data=body, timeout=5,
-                                   headers={"Content-Type": "application/json", **headers})
+            answer = requests.post(
+                f"{web}/api/messages",
+                auth=AUTH,
+                data=body,
+                timeout=5,
+                headers={"Content-Type": "application/json", **headers},
+            )
             assert answer.status_code == 400 and "lone surrogate" in answer.json()["error"], body
     assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
 
@@ -291,8 +344,9 @@ def test_a_lone_surrogate_is_a_400_and_adds_nothing(web, campaign):
 @pytest.mark.parametrize("route", ["/api/messages", "/api/pause"])
 def test_json_nested_a_hundred_thousand_deep_is_a_400(web, campaign, real_redis, route):
     for deep in ("[" * 100_000 + "]" * 100_000, '{"to": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001):
-        answer = requests.post(f"{web}{route}", auth=AUTH, data=deep, timeout=10,
-                               headers={"Content-Type": "application/json"})
+        answer = requests.post(
+            f"{web}{route}", auth=AUTH, data=deep, timeout=10, headers={"Content-Type": "application/json"}
+        )
         assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
     assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),) and not real_redis.keys("paused*")
 
@@ -300,8 +354,13 @@ def test_json_nested_a_hundred_thousand_deep_is_a_400(web, campaign, real_redis,
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_a_number_that_is_not_finite_is_a_400(web, campaign, constant):
     campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column2 VARCHAR(40)")
-    answer = requests.post(f"{web}/api/messages", auth=AUTH, timeout=5, headers={"Content-Type": "application/json"},
-                           data=f'{{"to": "+6281234567890", "params": {{"column2": {constant}}}}}')
+    answer = requests.post(
+        f"{web}/api/messages",
+        auth=AUTH,
+        timeout=5,
+        headers={"Content-Type": "application/json"},
+        data=f'{{"to": "+6281234567890", "params": {{"column2": {constant}}}}}',
+    )
     assert answer.status_code == 400, answer.text
     assert campaign.query("SELECT COUNT(*) FROM campaign_master_1") == ((0,),)
 
@@ -311,8 +370,12 @@ def send_unfinished(url: str, head: str, body: bytes) -> bytes:
     then, it answered without reading the rest."""
     address = urlsplit(url)
     with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
-        connection.sendall(f"POST /api/messages HTTP/1.1\r\nHost: {address.netloc}\r\n"
-                           "Content-Type: application/json\r\n".encode() + head.encode() + b"\r\n" + body)
+        connection.sendall(
+            f"POST /api/messages HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Type: application/json\r\n".encode()
+            + head.encode()
+            + b"\r\n"
+            + body
+        )
         return connection.recv(4096)
 
 
@@ -335,8 +398,9 @@ def test_a_150_mb_upload_is_stopped_by_a_413_far_short_of_its_end(web, campaign)
             sent.append(64 * 1024)
             yield b" " * 64 * 1024
 
-    answer = requests.post(f"{web}/api/messages", auth=AUTH, data=body(), timeout=30,
-                           headers={"Content-Type": "application/json"})
+    answer = requests.post(
+        f"{web}/api/messages", auth=AUTH, data=body(), timeout=30, headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 413
     assert sum(sent) < 50 * MIB  # the server answered, so the client stopped: only socket buffers took more
     assert requests.get(f"{web}/health", timeout=5).status_code == 200
@@ -347,8 +411,15 @@ def test_web_max_body_sets_the_largest_body_taken(role_env, campaign, real_redis
     try:
         url = next(m.group(1) for line in process.stderr if (m := re.search(r"listening on (http://\S+)", line)))
         message = '{"to": "+6281234567890"}'
-        post = lambda size: requests.post(f"{url}/api/messages", data=message.ljust(size), timeout=5,  # noqa: E731
-                                          headers={"Content-Type": "application/json"})
+
+        def post(size):
+            return requests.post(
+                f"{url}/api/messages",
+                data=message.ljust(size),
+                timeout=5,
+                headers={"Content-Type": "application/json"},
+            )
+
         assert post(2048).status_code == 202
         too_big = post(2049)
         assert too_big.status_code == 413 and too_big.headers["Content-Type"].startswith("text/plain")

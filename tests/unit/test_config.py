@@ -1,7 +1,7 @@
 import pytest
 
-from common.settings import MySQLTarget, Partition, Settings, identifier, parse_database_url, redact_url
 from common.errors import ConfigError
+from common.settings import MySQLTarget, Partition, Settings, identifier, parse_database_url, redact_url
 
 TARGET = MySQLTarget("127.0.0.1", 3306, "u", "p", "db")
 
@@ -29,7 +29,12 @@ def test_column_names_are_checked_too():
 def test_database_url_is_parsed_with_an_encoded_password():
     target = parse_database_url("mysql://camp:p%40ss@db.local:3307/campaign")
     assert (target.host, target.port, target.user, target.password, target.database) == (
-        "db.local", 3307, "camp", "p@ss", "campaign")
+        "db.local",
+        3307,
+        "camp",
+        "p@ss",
+        "campaign",
+    )
     assert "p@ss" not in repr(target) and "p@ss" not in target.describe()
 
 

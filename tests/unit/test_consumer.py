@@ -5,12 +5,12 @@ import threading
 
 import pytest
 
-from common.settings import MySQLTarget, Partition, Settings
-from common.process.consumer import Consumer
-from common.store.campaign import FAILED, PENDING, SENT, Row
-from common.queue.jobs import Job, JobQueue, decode_job
-from common.errors import ServiceUnavailable
 from common.delivery.sender import Outcome, SendResult
+from common.errors import ServiceUnavailable
+from common.process.consumer import Consumer
+from common.queue.jobs import Job, JobQueue, decode_job
+from common.settings import MySQLTarget, Partition, Settings
+from common.store.campaign import FAILED, PENDING, SENT, Row
 
 
 class MemoryTable:
@@ -70,8 +70,14 @@ class RaisingSender(ScriptedSender):
 
 
 def make_consumer(fake_redis, rows, sender, **overrides):
-    values = dict(database=MySQLTarget("h", 3306, "u", "", "d"), redis_url="redis://x",
-                  partition=Partition(1, 2), retry_delay=0, max_attempts=3, concurrency=2)
+    values = dict(
+        database=MySQLTarget("h", 3306, "u", "", "d"),
+        redis_url="redis://x",
+        partition=Partition(1, 2),
+        retry_delay=0,
+        max_attempts=3,
+        concurrency=2,
+    )
     values.update(overrides)
     settings = Settings(**values)
     queue = JobQueue(fake_redis, settings.partition)
@@ -89,8 +95,9 @@ def run_until_idle(consumer, cycles=50):
 
 
 def test_sent_rows_are_marked_in_mysql_before_their_job_is_deleted(fake_redis):
-    consumer, table, queue = make_consumer(fake_redis, {1: "628100000001", 3: "628100000003"},
-                                           ScriptedSender(SendResult(Outcome.SENT, 200)))
+    consumer, table, queue = make_consumer(
+        fake_redis, {1: "628100000001", 3: "628100000003"}, ScriptedSender(SendResult(Outcome.SENT, 200))
+    )
     run_until_idle(consumer)
     assert table.status == {1: SENT, 3: SENT}
     assert table.sent_while_queued == [True, True]
@@ -99,9 +106,9 @@ def test_sent_rows_are_marked_in_mysql_before_their_job_is_deleted(fake_redis):
 
 
 def test_a_retry_counts_the_attempt_and_waits(fake_redis):
-    consumer, table, queue = make_consumer(fake_redis, {1: "628100000001"},
-                                           ScriptedSender(SendResult(Outcome.RETRY, 500, "HTTP 500")),
-                                           retry_delay=60)
+    consumer, table, queue = make_consumer(
+        fake_redis, {1: "628100000001"}, ScriptedSender(SendResult(Outcome.RETRY, 500, "HTTP 500")), retry_delay=60
+    )
     run_until_idle(consumer)
     assert table.status == {1: PENDING}
     assert decode_job(1, fake_redis.get("job:1")).attempts == 1
@@ -177,7 +184,9 @@ def test_a_2xx_is_kept_in_redis_while_mysql_is_away_and_never_resent(fake_redis)
 
 
 def test_every_attempt_goes_into_the_history(fake_redis):
-    sender = ScriptedSender(SendResult(Outcome.RETRY, 500, "HTTP 500"), SendResult(Outcome.SENT, 200, message_id="wamid.X"))
+    sender = ScriptedSender(
+        SendResult(Outcome.RETRY, 500, "HTTP 500"), SendResult(Outcome.SENT, 200, message_id="wamid.X")
+    )
     consumer, table, _ = make_consumer(fake_redis, {1: "628100000001"}, sender)
     run_until_idle(consumer)
     run_until_idle(consumer)

@@ -6,14 +6,15 @@ import json
 import math
 from decimal import Decimal
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from common.delivery import providers
-from common.process.consumer import retry_delay
-from common.store.campaign import as_text, storable
-from common.queue.jobs import MAX_ATTEMPTS_KEPT, decode_job
-from common.phones import InvalidPhone, normalise_phone
 from common.delivery.sender import MAX_RETRY_AFTER, MESSAGE_ID_LENGTH, Outcome, SendResult, parse_retry_after
+from common.phones import InvalidPhone, normalise_phone
+from common.process.consumer import retry_delay
+from common.queue.jobs import MAX_ATTEMPTS_KEPT, decode_job
+from common.store.campaign import as_text, storable
 from tests.unit.test_providers import settings as provider_settings
 
 json_values = st.recursive(
@@ -33,9 +34,20 @@ retry_after_values = st.one_of(
     st.none(),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers().map(str),
-    st.sampled_from(["1e999", "-1e999", "inf", "nan", "", " ", "Wed, 21 Oct 2015 07:28:00 GMT",
-                     "Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 99 Foo 0000 99:99:99 GMT"]),
-    st.datetimes(timezones=st.just(datetime.timezone.utc)).map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+    st.sampled_from(
+        [
+            "1e999",
+            "-1e999",
+            "inf",
+            "nan",
+            "",
+            " ",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Mon, 99 Foo 0000 99:99:99 GMT",
+        ]
+    ),
+    st.datetimes(timezones=st.just(datetime.UTC)).map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")),
     st.text(max_size=40),
 )
 
@@ -56,8 +68,9 @@ def assert_defined(result: SendResult) -> None:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(providers.names()), status=st.integers(100, 999),
-       retry_after=retry_after_values, body=bodies())
+@given(
+    name=st.sampled_from(providers.names()), status=st.integers(100, 999), retry_after=retry_after_values, body=bodies()
+)
 def test_every_provider_reads_any_answer_into_a_defined_outcome(name, status, retry_after, body):
     provider = providers.build(name, provider_settings())
     headers = {} if retry_after is None else {"Retry-After": retry_after}
@@ -77,10 +90,18 @@ def test_a_retry_is_due_within_a_day_whatever_the_attempt_count(attempt, base, r
 
 
 column_values = st.one_of(
-    st.none(), st.integers(-2**63, 2**64 - 1), st.decimals(allow_nan=False, allow_infinity=False),
-    st.floats(allow_nan=False, allow_infinity=False), st.binary(max_size=40), st.text(max_size=40),
-    st.text(max_size=20).map(lambda text: f"  {text}  "), st.dates(), st.datetimes(), st.times(),
-    st.timedeltas(), st.frozensets(st.text(max_size=5), max_size=3),
+    st.none(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.binary(max_size=40),
+    st.text(max_size=40),
+    st.text(max_size=20).map(lambda text: f"  {text}  "),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
+    st.timedeltas(),
+    st.frozensets(st.text(max_size=5), max_size=3),
 )
 
 
@@ -112,10 +133,16 @@ def test_text_for_our_columns_is_valid_utf8_and_fits(text, length):
     stored.encode("utf-8")  # a lone surrogate would raise here
 
 
-@given(st.one_of(st.text(max_size=100), json_values.map(json.dumps),
-                 st.fixed_dictionaries({"phone": json_values, "attempts": json_values, "sent": json_values,
-                                        "params": json_values}).map(json.dumps),
-                 st.just('{"phone": "6281", "attempts": 1e999}')))
+@given(
+    st.one_of(
+        st.text(max_size=100),
+        json_values.map(json.dumps),
+        st.fixed_dictionaries(
+            {"phone": json_values, "attempts": json_values, "sent": json_values, "params": json_values}
+        ).map(json.dumps),
+        st.just('{"phone": "6281", "attempts": 1e999}'),
+    )
+)
 def test_any_job_payload_read_back_from_redis_is_a_job_or_none(raw):
     job = decode_job(7, raw)
     if job is not None:

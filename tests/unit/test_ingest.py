@@ -7,14 +7,17 @@ from common.store.ingest import BadMessage, IngestRules, parse_body, parse_messa
 RULES = IngestRules({"column2"}, "hello_world", None)
 
 
-@pytest.mark.parametrize("raw, reason", [
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-    (b'{"to": "+6281234567890", "params": {"column2": "\\ud800"}}', "lone surrogate"),
-    (b'{"\\udfff": 1}', "lone surrogate"),
-    (b'{"to": "+6281234567890", "params": {"column2": NaN}}', "NaN is not a JSON value"),
-    (b"\xff{}", "must be JSON"),
-    (b"", "must be JSON"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"to": "+6281234567890", "params": {"column2": "\\ud800"}}', "lone surrogate"),
+        (b'{"\\udfff": 1}', "lone surrogate"),
+        (b'{"to": "+6281234567890", "params": {"column2": NaN}}', "NaN is not a JSON value"),
+        (b"\xff{}", "must be JSON"),
+        (b"", "must be JSON"),
+    ],
+)
 def test_a_body_that_is_not_plain_json_text_is_refused_with_the_reason(raw, reason):
     with pytest.raises(BadMessage, match=reason):
         parse_body(raw)

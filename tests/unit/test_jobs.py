@@ -5,9 +5,9 @@ import time
 import pytest
 import redis
 
-from common.settings import Partition
 from common.errors import ConfigError, ServiceUnavailable
 from common.queue.jobs import Job, JobQueue, decode_job
+from common.settings import Partition
 
 
 def queue(client, index=1, of=2, prefix=""):
@@ -191,18 +191,22 @@ def test_a_jobs_message_variables_survive_the_round_trip():
     assert decode_job(3, '{"phone": "628100000003", "params": {"column2": 5}}') is None  # not ours
 
 
-@pytest.mark.parametrize("refusal", [
-    redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
-    redis.ReadOnlyError("You can't write against a read only replica."),
-    redis.ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist"),
-    redis.ResponseError("BUSY Redis is busy running a script."),
-    redis.BusyLoadingError("Redis is loading the dataset in memory"),
-    redis.ConnectionError("Connection refused"),
-    redis.TimeoutError("Timeout reading from socket"),
-])
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+        redis.ReadOnlyError("You can't write against a read only replica."),
+        redis.ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist"),
+        redis.ResponseError("BUSY Redis is busy running a script."),
+        redis.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis.ConnectionError("Connection refused"),
+        redis.TimeoutError("Timeout reading from socket"),
+    ],
+)
 def test_every_redis_refusal_but_credentials_means_wait_and_retry(fake_redis, refusal):
     def refuse():
         raise refusal
+
     with pytest.raises(ServiceUnavailable, match="Redis is (unavailable|unreachable)"):
         queue(fake_redis)._call("claim", refuse)
 
@@ -210,5 +214,6 @@ def test_every_redis_refusal_but_credentials_means_wait_and_retry(fake_redis, re
 def test_refused_credentials_are_a_configuration_error(fake_redis):
     def refuse():
         raise redis.AuthenticationError("WRONGPASS invalid username-password pair")
+
     with pytest.raises(ConfigError, match="refused the credentials"):
         queue(fake_redis)._call("claim", refuse)

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from common.settings import Partition
 from common.errors import ConfigError
 from common.queue import keys
 from common.queue.heartbeat import ALIVE_FOR, Heartbeat, check_layout
+from common.settings import Partition
 
 
 def beat_as(client, pid: int, role: str, partition: str, age: float = 0.0) -> None:

@@ -5,8 +5,8 @@ import time
 import redis
 
 from common.queue.jobs import Job, JobQueue, Lease, now_ms
-from common.settings import Partition
 from common.queue.leases import LeaseKeeper
+from common.settings import Partition
 
 
 def test_time_left_on_a_lease_is_read_on_redis_clock_not_the_hosts():
@@ -23,9 +23,11 @@ class FlakyQueue:
 
     def __init__(self, real: JobQueue):
         self.real = real
-        self.failures = [redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'"),
-                         redis.ReadOnlyError("You can't write against a read only replica."),
-                         RuntimeError("a bug")]
+        self.failures = [
+            redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'"),
+            redis.ReadOnlyError("You can't write against a read only replica."),
+            RuntimeError("a bug"),
+        ]
         self.renewals = 0
 
     def extend(self, leases, lease_seconds):

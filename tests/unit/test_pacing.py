@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from common.settings import MySQLTarget, Partition, Settings
 from common.errors import ConfigError
+from common.settings import MySQLTarget, Partition, Settings
 from common.timing import SendWindow, parse_rate
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -58,24 +58,33 @@ def test_a_window_may_span_midnight():
     assert [window.is_open(at(h)) for h in (21, 22, 2, 6)] == [False, True, True, False]
 
 
-@pytest.mark.parametrize("text, zone", [("9-18", None), ("09:00-09:00", None), ("25:00-26:00", None),
-                                        ("09:00-18:00", "Mars/Olympus")])
+@pytest.mark.parametrize(
+    "text, zone", [("9-18", None), ("09:00-09:00", None), ("25:00-26:00", None), ("09:00-18:00", "Mars/Olympus")]
+)
 def test_a_bad_window_is_a_config_error(text, zone):
     with pytest.raises(ConfigError):
         SendWindow.parse(text, zone)
 
 
 def settings(**values):
-    return Settings(database=MySQLTarget("h", 3306, "u", "", "d"), redis_url="redis://x",
-                    partition=Partition(1, 2), **values)
+    return Settings(
+        database=MySQLTarget("h", 3306, "u", "", "d"), redis_url="redis://x", partition=Partition(1, 2), **values
+    )
 
 
 def test_one_waha_url_with_three_sessions_makes_three_senders():
-    many = settings(provider="waha", text="hi", whatsapp_url="http://waha:3000",
-                    waha_session="default, marketing,support", rate="20/min").per_sender()
+    many = settings(
+        provider="waha",
+        text="hi",
+        whatsapp_url="http://waha:3000",
+        waha_session="default, marketing,support",
+        rate="20/min",
+    ).per_sender()
     assert [(s.whatsapp_url, s.waha_session, s.rate) for s in many] == [
-        ("http://waha:3000", "default", "20/min"), ("http://waha:3000", "marketing", "20/min"),
-        ("http://waha:3000", "support", "20/min")]
+        ("http://waha:3000", "default", "20/min"),
+        ("http://waha:3000", "marketing", "20/min"),
+        ("http://waha:3000", "support", "20/min"),
+    ]
     assert settings(rate="80/s").sender_rates(3) == [80, 80, 80]
 
 

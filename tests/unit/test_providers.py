@@ -6,18 +6,27 @@ import json
 import pytest
 
 from common.delivery import providers
-from common.settings import MySQLTarget, Partition, Settings
-from common.errors import ConfigError
 from common.delivery.providers.gowa import TIMELOCK_DELAY
 from common.delivery.sender import Message, Outcome
+from common.errors import ConfigError
+from common.settings import MySQLTarget, Partition, Settings
 
 MESSAGE = Message(7, "628100000007", "campaign_master_1:7")
 
 
 def settings(**overrides) -> Settings:
-    values = dict(database=MySQLTarget("h", 3306, "u", "", "d"), redis_url="redis://x", partition=Partition(1, 2),
-                  whatsapp_url="http://gateway:3000", whatsapp_token="tok", text="Hello!",
-                  meta_phone_number_id="1055", waha_api_key="key", gowa_username="user", gowa_password="pw")
+    values = dict(
+        database=MySQLTarget("h", 3306, "u", "", "d"),
+        redis_url="redis://x",
+        partition=Partition(1, 2),
+        whatsapp_url="http://gateway:3000",
+        whatsapp_token="tok",
+        text="Hello!",
+        meta_phone_number_id="1055",
+        waha_api_key="key",
+        gowa_username="user",
+        gowa_password="pw",
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -41,8 +50,12 @@ def test_meta_posts_to_the_phone_number_and_reads_the_wamid():
     provider, body, _ = built("meta", text=None)
     assert provider.url == "https://graph.facebook.com/v21.0/1055/messages"
     assert provider.headers["Authorization"] == "Bearer tok"
-    assert body == {"messaging_product": "whatsapp", "to": "628100000007", "type": "template",
-                    "template": {"name": "hello_world", "language": {"code": "en_US"}}}
+    assert body == {
+        "messaging_product": "whatsapp",
+        "to": "628100000007",
+        "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}},
+    }
     answer = provider.read(200, {}, '{"messages":[{"id":"wamid.ABC"}]}')
     assert answer.outcome is Outcome.SENT and answer.message_id == "wamid.ABC"
 
@@ -116,7 +129,8 @@ def test_meta_fills_the_template_body_parameters_in_param_order():
     message = Message(7, "628100000007", "campaign_master_1:7", {"column2": "Ana", "column4": "50%"})
     body = json.loads(provider.request(message)[0])
     assert body["template"]["components"] == [
-        {"type": "body", "parameters": [{"type": "text", "text": "50%"}, {"type": "text", "text": "Ana"}]}]
+        {"type": "body", "parameters": [{"type": "text", "text": "50%"}, {"type": "text", "text": "Ana"}]}
+    ]
 
 
 @pytest.mark.parametrize("name,field", [("waha", "text"), ("gowa", "message"), ("meta", "text")])
@@ -153,13 +167,16 @@ def test_a_rows_own_template_or_text_wins_over_the_campaigns():
         settings(template_column="tpl; DROP")
 
 
-@pytest.mark.parametrize("answer,message_id", [
-    ({"id": "true_62812@c.us_3EB0"}, "true_62812@c.us_3EB0"),  # GOWS
-    ({"id": {"_serialized": "true_62812@c.us_3EB1"}}, "true_62812@c.us_3EB1"),  # WEBJS
-    ({"key": {"id": "3EB0NOWEB"}, "message": {}}, "3EB0NOWEB"),  # NOWEB
-    ({"id": 42}, "42"),
-    ({"id": {"_serialized": ["x"]}}, None),
-])
+@pytest.mark.parametrize(
+    "answer,message_id",
+    [
+        ({"id": "true_62812@c.us_3EB0"}, "true_62812@c.us_3EB0"),  # GOWS
+        ({"id": {"_serialized": "true_62812@c.us_3EB1"}}, "true_62812@c.us_3EB1"),  # WEBJS
+        ({"key": {"id": "3EB0NOWEB"}, "message": {}}, "3EB0NOWEB"),  # NOWEB
+        ({"id": 42}, "42"),
+        ({"id": {"_serialized": ["x"]}}, None),
+    ],
+)
 def test_waha_reads_the_message_id_of_every_engine(answer, message_id):
     provider = providers.build("waha", settings())
     assert provider.read(201, {}, json.dumps(answer)).message_id == message_id

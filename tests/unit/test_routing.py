@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from common.settings import MySQLTarget, Partition, Settings
-from common.errors import ConfigError, ServiceUnavailable
 from common.delivery.routing import SenderPool, breaker_outcome
 from common.delivery.sender import Outcome, SendResult
+from common.errors import ConfigError, ServiceUnavailable
+from common.settings import MySQLTarget, Partition, Settings
 
 
 class StubSender:
@@ -63,8 +63,11 @@ def test_a_sender_refusing_us_at_start_up_is_cut_off_while_the_others_start(fake
 
 
 def test_start_up_fails_only_when_no_sender_can_be_used(fake_redis):
-    p = pool(fake_redis, StubSender("a", ServiceUnavailable("a is unreachable")),
-             StubSender("b", ServiceUnavailable("b is unreachable")))
+    p = pool(
+        fake_redis,
+        StubSender("a", ServiceUnavailable("a is unreachable")),
+        StubSender("b", ServiceUnavailable("b is unreachable")),
+    )
     with pytest.raises(ServiceUnavailable, match="a is unreachable"):
         p.probe()
 
@@ -74,14 +77,17 @@ def test_two_senders_with_one_name_are_refused(fake_redis):
         pool(fake_redis, StubSender("a"), StubSender("a"))
 
 
-@pytest.mark.parametrize("result, outcome", [
-    (SendResult(Outcome.SENT, 200), "ok"),
-    (SendResult(Outcome.FAILED, 400, "bad number"), "ok"),  # the row's fault, not the sender's
-    (SendResult(Outcome.RETRY, 503), "fail"),
-    (SendResult(Outcome.RETRY, detail="timed out"), "fail"),
-    (SendResult(Outcome.RETRY, 429, "timelock", retry_after=3600, per_row=True), "ok"),
-    (SendResult(Outcome.SENDER_DOWN, 401), "down"),
-])
+@pytest.mark.parametrize(
+    "result, outcome",
+    [
+        (SendResult(Outcome.SENT, 200), "ok"),
+        (SendResult(Outcome.FAILED, 400, "bad number"), "ok"),  # the row's fault, not the sender's
+        (SendResult(Outcome.RETRY, 503), "fail"),
+        (SendResult(Outcome.RETRY, detail="timed out"), "fail"),
+        (SendResult(Outcome.RETRY, 429, "timelock", retry_after=3600, per_row=True), "ok"),
+        (SendResult(Outcome.SENDER_DOWN, 401), "down"),
+    ],
+)
 def test_what_a_send_tells_the_breaker(result, outcome):
     assert breaker_outcome(result) == outcome
 
@@ -109,6 +115,7 @@ def test_turns_that_find_no_paced_slot_give_their_half_open_trial_back(fake_redi
     async def turn_until_stopped():
         asyncio.get_running_loop().call_later(0.3, p.stop)  # the next finds no slot until stopped
         return await p.turn()
+
     assert run(turn_until_stopped()) is None
     assert fake_redis.hget("sender:a:breaker", "trials") == "1"  # its trial went back; one is still out
 

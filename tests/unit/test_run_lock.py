@@ -6,9 +6,9 @@ import logging
 import fakeredis
 import pytest
 
-from common.settings import Partition
 from common.errors import LockHeld
 from common.queue.run_lock import RunLock
+from common.settings import Partition
 
 KEY = "lock:consumer:2:1"
 
@@ -32,7 +32,8 @@ def test_a_lock_redis_lost_is_taken_back_with_one_line(fake_redis, caplog):
     renewed_now(lock)
     assert fake_redis.get(KEY) == lock.token and fake_redis.pttl(KEY) > 0
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
-        f"the run lock {KEY} was gone (Redis restarted or was flushed); took it back"]
+        f"the run lock {KEY} was gone (Redis restarted or was flushed); took it back"
+    ]
 
 
 def test_a_lock_another_copy_holds_stops_the_renewal_with_lock_held(fake_redis):

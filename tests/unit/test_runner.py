@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from common.process import driver as runner
 from common.errors import ConfigError, LockHeld, ServiceUnavailable
+from common.process import driver as runner
 from common.process.driver import Driver
 
 

@@ -5,17 +5,29 @@ import time
 
 import pytest
 
-from common.delivery.providers.webhook import Webhook
 from common.delivery.providers._text import Content
+from common.delivery.providers.webhook import Webhook
 from common.delivery.sender import Message, Outcome, classify, parse_retry_after
 
 
-@pytest.mark.parametrize("status,outcome", [
-    (200, Outcome.SENT), (201, Outcome.SENT), (202, Outcome.SENT),
-    (500, Outcome.RETRY), (502, Outcome.RETRY), (503, Outcome.RETRY), (408, Outcome.RETRY), (429, Outcome.RETRY),
-    (400, Outcome.FAILED), (404, Outcome.FAILED), (422, Outcome.FAILED),
-    (401, Outcome.SENDER_DOWN), (403, Outcome.SENDER_DOWN),
-])
+@pytest.mark.parametrize(
+    "status,outcome",
+    [
+        (200, Outcome.SENT),
+        (201, Outcome.SENT),
+        (202, Outcome.SENT),
+        (500, Outcome.RETRY),
+        (502, Outcome.RETRY),
+        (503, Outcome.RETRY),
+        (408, Outcome.RETRY),
+        (429, Outcome.RETRY),
+        (400, Outcome.FAILED),
+        (404, Outcome.FAILED),
+        (422, Outcome.FAILED),
+        (401, Outcome.SENDER_DOWN),
+        (403, Outcome.SENDER_DOWN),
+    ],
+)
 def test_status_codes_map_to_outcomes(status, outcome):
     assert classify(status, {}, "anything").outcome is outcome
 
@@ -42,6 +54,8 @@ def test_unreadable_retry_after_is_ignored(value):
 def test_the_body_is_what_the_original_system_sent():
     provider = Webhook("http://h/test_camp", None, Content("promo", None), "id")
     assert provider.body(Message(5, "628100000005", "t:5")) == {
-        "messaging_product": "whatsapp", "to": "628100000005", "type": "template",
+        "messaging_product": "whatsapp",
+        "to": "628100000005",
+        "type": "template",
         "template": {"name": "promo", "language": {"code": "id"}},
     }

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from common.store.ingest import IngestRules
 from common.ops.web import SharedSnapshot, Web, create_app
+from common.store.ingest import IngestRules
 
 
 class SlowCount:

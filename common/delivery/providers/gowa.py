@@ -6,11 +6,11 @@ for a while: the row waits a long time instead of being tried again soon.
 
 import base64
 
-from common.errors import ConfigError
 from common.delivery.providers._json import dumps
 from common.delivery.providers._names import address
 from common.delivery.providers._text import Content, content_of
 from common.delivery.sender import Message, Outcome, SendResult, classify, message_id, parsed
+from common.errors import ConfigError
 
 TIMELOCK_DELAY = 3600.0  # seconds a timelocked row waits before its next try
 
@@ -34,16 +34,18 @@ class Gowa:
         answer = parsed(text)
         code = answer.get("code") if isinstance(answer, dict) else None
         if status == 429 and code == "WA_REACHOUT_TIMELOCK":
-            return SendResult(Outcome.RETRY, status, f"HTTP 429: {code}", retry_after=TIMELOCK_DELAY,
-                              per_row=True)
+            return SendResult(Outcome.RETRY, status, f"HTTP 429: {code}", retry_after=TIMELOCK_DELAY, per_row=True)
         result = classify(status, headers, text)
         if result.outcome is not Outcome.SENT:
             return result
         if code not in (None, "SUCCESS"):
             return SendResult(Outcome.RETRY, status, f"HTTP {status} but code {code}")
         results = answer.get("results") if isinstance(answer, dict) else None
-        return SendResult(Outcome.SENT, status,
-                          message_id=message_id(results.get("message_id")) if isinstance(results, dict) else None)
+        return SendResult(
+            Outcome.SENT,
+            status,
+            message_id=message_id(results.get("message_id")) if isinstance(results, dict) else None,
+        )
 
 
 def build(settings) -> Gowa:

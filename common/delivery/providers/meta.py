@@ -4,10 +4,19 @@ Errors are read by `error.code`, not by HTTP status alone: Meta answers
 throttling, bad recipients and a paused template all with 4xx or 5xx.
 """
 
-from common.errors import ConfigError
 from common.delivery.providers._json import dumps
 from common.delivery.providers._text import Content, content_of
-from common.delivery.sender import DETAIL_LENGTH, Message, Outcome, SendResult, classify, header, parse_retry_after, parsed
+from common.delivery.sender import (
+    DETAIL_LENGTH,
+    Message,
+    Outcome,
+    SendResult,
+    classify,
+    header,
+    parse_retry_after,
+    parsed,
+)
+from common.errors import ConfigError
 
 RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
 ROW_FAILED_CODES = {131026, 100, 131047, 131030, 132000, 132001, 132012}
@@ -15,8 +24,16 @@ SENDER_DOWN_CODES = {190, 0, 131048, 131031, 368, 132015, 132016}
 
 
 class Meta:
-    def __init__(self, base_url: str, version: str, phone_number_id: str, token: str,
-                 content: Content, language: str, params: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        base_url: str,
+        version: str,
+        phone_number_id: str,
+        token: str,
+        content: Content,
+        language: str,
+        params: tuple[str, ...] = (),
+    ):
         self.url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
         self.name = f"meta:{phone_number_id}"
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
@@ -60,5 +77,12 @@ class Meta:
 def build(settings) -> Meta:
     if not settings.meta_phone_number_id or not settings.whatsapp_token:
         raise ConfigError("WHATSAPP_PROVIDER=meta needs META_PHONE_NUMBER_ID and WHATSAPP_TOKEN")
-    return Meta(settings.meta_base_url, settings.meta_api_version, settings.meta_phone_number_id,
-                settings.whatsapp_token, content_of(settings), settings.language, settings.params)
+    return Meta(
+        settings.meta_base_url,
+        settings.meta_api_version,
+        settings.meta_phone_number_id,
+        settings.whatsapp_token,
+        content_of(settings),
+        settings.language,
+        settings.params,
+    )

@@ -1,10 +1,10 @@
 """WAHA (WhatsApp HTTP API): POST {url}/api/sendText with X-Api-Key."""
 
-from common.errors import ConfigError
 from common.delivery.providers._json import dumps
 from common.delivery.providers._names import address
 from common.delivery.providers._text import Content, content_of
 from common.delivery.sender import Message, Outcome, SendResult, classify, message_id, parsed
+from common.errors import ConfigError
 
 
 class Waha:
@@ -18,7 +18,11 @@ class Waha:
         self.content = content
 
     def request(self, message: Message) -> tuple[bytes, dict]:
-        body = {"session": self.session, "chatId": f"{message.phone}@c.us", "text": self.content.text_for(message.params)}
+        body = {
+            "session": self.session,
+            "chatId": f"{message.phone}@c.us",
+            "text": self.content.text_for(message.params),
+        }
         return dumps(body), {"Idempotency-Key": message.idempotency_key}
 
     @staticmethod
