@@ -20,6 +20,7 @@ import requests
 from bench import BenchFailed
 from bench.children import Child, Usage
 from common.errors import ConfigError, ServiceUnavailable
+from common.testing.services import free_port
 
 NGINX_TEMPLATE = Path(__file__).with_name("nginx.conf")
 SEND_PATH = "/test_camp"
@@ -43,12 +44,6 @@ def choose(kind: str, latency_ms: float) -> str:
     if kind != "auto":
         return kind
     return "nginx" if latency_ms == 0 and nginx_available() else "async"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(predicate, what: str, child: Child) -> None:

@@ -8,7 +8,6 @@ Redis: an empty database number where there is one, and a key prefix
 
 import secrets
 from pathlib import Path
-from urllib.parse import quote
 
 import pymysql
 import redis
@@ -16,6 +15,7 @@ import redis
 from common.errors import ConfigError, ServiceUnavailable
 from common.settings import MySQLTarget, parse_database_url
 from common.store.campaign import PENDING, SENT, translate_error
+from common.testing.services import database_url, schema_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "campaign_master_1"
@@ -52,17 +52,13 @@ class BenchDatabase:
         self.base = base
         self.target = MySQLTarget(base.host, base.port, base.user, base.password, name, base.unix_socket)
         self.connection = mysql_connection(self.target, name)
-        for statement in (ROOT / "schema.sql").read_text().split(";"):
-            if statement.strip():
-                self.execute(statement)
+        for statement in schema_statements():
+            self.execute(statement)
 
     @property
     def url(self) -> str:
         """DATABASE_URL for the children, pointing at this database."""
-        t = self.target
-        password = f":{quote(t.password, safe='')}" if t.password else ""
-        socket = f"?unix_socket={quote(t.unix_socket)}" if t.unix_socket else ""
-        return f"mysql://{quote(t.user, safe='')}{password}@{t.host}:{t.port}/{t.database}{socket}"
+        return database_url(self.target)
 
     def execute(self, sql: str, args=None) -> list[tuple]:
         with self.connection.cursor() as cursor:

@@ -29,7 +29,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from common.delivery.engines import ENGINES
 from common.queue.jobs import JobQueue
 from common.settings import Partition
 from common.store.campaign import FAILED, PENDING, SENT
+from common.testing.services import free_port, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "campaign_master_1"
@@ -130,12 +130,6 @@ def find_server(name: str) -> str | None:
         if os.access(path, os.X_OK):
             return str(path)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def die_with_parent() -> None:
@@ -353,14 +347,7 @@ class Campaign:
         with self.mariadb.connect(None) as connection, connection.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {DATABASE}")
             cursor.execute(f"USE {DATABASE}")
-            schema = "".join(
-                line
-                for line in (ROOT / "schema.sql").read_text().splitlines(keepends=True)
-                if not line.lstrip().startswith("--")
-            )
-            for statement in schema.split(";"):
-                if statement.strip():
-                    cursor.execute(statement)
+            load_schema(cursor)
             # The phone of row N is phone_of(N), so the mock's count per phone checks its count per key.
             cursor.execute(
                 f"INSERT INTO {TABLE} (id, column1, column3)"

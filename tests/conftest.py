@@ -25,6 +25,7 @@ from common.queue.jobs import JobQueue
 from common.settings import MySQLTarget, Partition, Settings, parse_database_url
 from common.store.campaign import CampaignTable
 from common.testing.mock_gateway import MockWhatsApp
+from common.testing.services import database_url, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/test"
@@ -41,13 +42,6 @@ def admin_connection(target: MySQLTarget, database: str | None = None):
         database=database,
         autocommit=True,
     )
-
-
-def load_schema(connection) -> None:
-    with connection.cursor() as cursor:
-        for statement in (ROOT / "schema.sql").read_text().split(";"):
-            if statement.strip():
-                cursor.execute(statement)
 
 
 @pytest.fixture
@@ -79,7 +73,7 @@ def mysql_db(mysql_server):
                 "DROP TABLE IF EXISTS campaign_master_1, campaign_failures, delivery_attempts, "
                 "send_generations, ingest_requests"
             )
-        load_schema(connection)
+        load_schema(connection.cursor())
     return mysql_server
 
 
@@ -143,11 +137,6 @@ def campaign(mysql_db):
     table = Campaign(mysql_db)
     yield table
     table.connection.close()
-
-
-def database_url(target: MySQLTarget) -> str:
-    password = f":{target.password}" if target.password else ""
-    return f"mysql://{target.user}{password}@{target.host}:{target.port}/{target.database}"
 
 
 @pytest.fixture

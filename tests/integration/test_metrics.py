@@ -7,16 +7,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.store.campaign import PENDING
+from common.testing.services import free_port
 from tests.conftest import run_role, start_role
 from tests.integration.test_processes import stop, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict:

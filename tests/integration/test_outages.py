@@ -8,16 +8,11 @@ import time
 import pytest
 
 from common.store.campaign import PENDING
+from common.testing.services import free_port
 from tests.conftest import start_role
 from tests.integration.test_processes import stop, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:

@@ -9,8 +9,9 @@ import pytest
 import redis
 
 from common.store.campaign import PENDING
+from common.testing.services import free_port
 from tests.conftest import start_role
-from tests.integration.test_outages import free_port, start_redis
+from tests.integration.test_outages import start_redis
 from tests.integration.test_processes import stop, wait_for
 
 pytestmark = pytest.mark.integration
