@@ -3,7 +3,6 @@
 Anything not listed here is a bug and keeps its traceback.
 """
 
-EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3

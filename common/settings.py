@@ -111,14 +111,6 @@ def check_http_url(url: str, what: str) -> str:
     return url
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
-
-
 @dataclass(frozen=True)
 class Partition:
     """Rows whose id % of == index belong to this partition (odd = 1 of 2, even = 0 of 2)."""
