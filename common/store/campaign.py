@@ -15,6 +15,7 @@ import datetime
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -308,13 +309,24 @@ class CampaignTable:
         )
         return {row.id: row for row in (replace(self.row(values[:-1]), generation=values[-1] or 0) for values in rows)}
 
+    @contextmanager
+    def transaction(self):
+        """Statements inside commit together. On any error the connection is
+        dropped, so the server rolls back what it did not commit."""
+        self._execute("START TRANSACTION")
+        try:
+            yield
+            self._execute("COMMIT")
+        except BaseException:
+            self.close()
+            raise
+
     def record_outcome(self, ids: list[int], status: int) -> None:
         """Set pending rows to `status` and raise their send generation, in one
         transaction. The rows are locked first, so two consumers recording
         the same row (the documented repeat window) raise it once."""
         marks = ", ".join(["%s"] * len(ids))
-        self._execute("START TRANSACTION")
-        try:
+        with self.transaction():
             self._execute(
                 f"SELECT id FROM {self.table} WHERE {self.status} = %s AND id IN ({marks}) FOR UPDATE", (PENDING, *ids)
             )
@@ -328,10 +340,6 @@ class CampaignTable:
                 f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({marks})",
                 (status, PENDING, *ids),
             )
-            self._execute("COMMIT")
-        except BaseException:
-            self.close()  # the server rolls back what this connection did not commit
-            raise
 
     def mark_sent(self, ids: list[int]) -> None:
         if ids:
@@ -367,8 +375,7 @@ class CampaignTable:
             where.append("c.id %% %s = %s")
             args += [partition[1], partition[0]]
         join = "JOIN" if reason else "LEFT JOIN"
-        self._execute("START TRANSACTION")
-        try:
+        with self.transaction():
             changed = self._execute(
                 f"UPDATE {self.table} c {join} {FAILURE_TABLE} f ON f.campaign_table = %s AND f.row_id = c.id"
                 f" SET c.{self.status} = {PENDING} WHERE {' AND '.join(where)}",
@@ -380,10 +387,6 @@ class CampaignTable:
                 f" WHERE f.campaign_table = %s AND c.{self.status} = %s",
                 (self.table, PENDING),
             )
-            self._execute("COMMIT")
-        except BaseException:
-            self.close()
-            raise
         return changed
 
     def ping(self) -> None:
@@ -405,8 +408,7 @@ class CampaignTable:
         same transaction, so a retry finds it taken and gets the first
         request's ids instead of adding the rows again; a retry racing the
         first waits on the key's row lock until the first commits."""
-        self._execute("START TRANSACTION")
-        try:
+        with self.transaction():
             if request:
                 try:
                     self._execute(
@@ -433,10 +435,6 @@ class CampaignTable:
                     f"UPDATE {INGEST_TABLE} SET ids = %s WHERE campaign_table = %s AND idempotency_key = %s",
                     (json.dumps(ids), self.table, request[0]),
                 )
-            self._execute("COMMIT")
-        except BaseException:
-            self.close()  # the server rolls back what this connection did not commit
-            raise
         return ids, False
 
     def earlier_request(self, key: str, digest: str) -> list[int]:
