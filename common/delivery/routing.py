@@ -26,6 +26,7 @@ from common.delivery.pacing import Pacer
 from common.delivery.sender import Message, Outcome, Sender, SendResult
 from common.errors import ConfigError, ServiceUnavailable
 from common.queue import keys
+from common.queue.jobs import redis_failure
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class SenderPool:
             try:
                 self.client.sadd(self.registry_key, *(route.name for route in self.routes))
             except redis.RedisError as exc:
-                raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
+                raise redis_failure("register the senders", exc) from None
         problems = []
         for route in self.routes:
             try:

@@ -23,10 +23,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from common.cli import SERVICE_OPTIONS
-from common.errors import CampaignError, ServiceUnavailable
+from common.errors import CampaignError
 from common.queue import keys
 from common.queue.heartbeat import live_processes
-from common.queue.jobs import RATE_BUCKET, JobQueue, connect, now_ms
+from common.queue.jobs import RATE_BUCKET, JobQueue, connect, now_ms, redis_failure
 from common.queue.pause import set_paused
 from common.settings import Partition, check_redis_url, identifier, parse_database_url
 from common.store.campaign import FAILED, PENDING, SENT, CampaignTable
@@ -130,7 +130,7 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) ->
         senders = breaker_views(client, prefix)
         history = sent_per_minute(client, prefix, of)
     except redis.RedisError as exc:
-        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
+        raise redis_failure("status", exc) from None
     total = {
         key: sum(p[key] for p in partitions)
         for key in (

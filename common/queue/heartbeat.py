@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import redis
 
-from common.errors import ConfigError, ServiceUnavailable
+from common.errors import ConfigError
 from common.queue import keys
+from common.queue.jobs import redis_failure
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def check_layout(client: redis.Redis, prefix: str, role: str, partition) -> None
             if (process.get("host"), process.get("pid")) != (socket.gethostname(), str(os.getpid()))
         ]
     except redis.RedisError as exc:
-        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
+        raise redis_failure("read the live processes", exc) from None
     clashing = [process for process in others if layout_of(process) not in (None, str(partition.of))]
     if clashing:
         roles = " and ".join(sorted({f"{process.get('role', 'process')}s" for process in clashing}))

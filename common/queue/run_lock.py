@@ -11,8 +11,9 @@ import time
 
 import redis
 
-from common.errors import LockHeld, ServiceUnavailable
+from common.errors import LockHeld
 from common.queue import keys
+from common.queue.jobs import redis_failure
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class RunLock:
             taken = self.client.set(self.key, self.token, nx=True, px=int(TTL * 1000))
             holder = None if taken else self.client.get(self.key)
         except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis is unreachable: {exc}") from None
+            raise redis_failure("take the run lock", exc) from None
         if not taken:
             raise LockHeld(f"another {self.what} is running ({describe_holder(holder)}, lock {self.key}); nothing done")
         self.next_renewal = time.monotonic() + RENEW_EVERY
