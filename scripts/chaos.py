@@ -8,7 +8,8 @@ table says whether anything was lost or sent again without a reason.
 
 The run owns its services: a private redis-server without persistence (so a
 restart comes back empty) and a private MariaDB in a temporary directory, both
-on free ports, so stopping them harms nothing else. Run it with
+on free ports, so stopping them harms nothing else (common/testing/services.py
+starts them, common/testing/processes.py its child processes). Run it with
 `scripts/chaos`; `--help` lists the knobs.
 
 A repeat has a reason (README, "The delivery guarantee") in three cases only:
@@ -23,7 +24,6 @@ Any other repeat, a pending row with nothing queued, or a row marked sent that
 the endpoint never took fails the run.
 """
 
-import ctypes
 import os
 import random
 import re
@@ -48,9 +48,9 @@ from common.delivery.engines import ENGINES
 from common.queue.jobs import JobQueue
 from common.settings import Partition
 from common.store.campaign import FAILED, PENDING, SENT
-from common.testing.services import free_port, load_schema
+from common.testing.processes import SetupFailed, spawn, stop_process, wait_until
+from common.testing.services import MariaDB, RedisServer, load_schema
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLE = "campaign_master_1"
 DATABASE = "campaign"
 PRODUCERS = ["producers.odd", "producers.even"]
@@ -116,202 +116,6 @@ TRICKLE_SECONDS = REQUEST_TIMEOUT + 1.0
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
-class SetupFailed(Exception):
-    """A service of the run could not be started; the message says which and where its log is."""
-
-
-def find_server(name: str) -> str | None:
-    """A server binary; they live in sbin, which is not on a normal user's PATH."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        path = Path(directory, name)
-        if os.access(path, os.X_OK):
-            return str(path)
-    return None
-
-
-def die_with_parent() -> None:
-    """Runs in each child before exec: if this script dies, even by SIGKILL (a
-    test timeout), the child gets SIGKILL too, so no private server is left
-    running on a random port."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def spawn(argv: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    """Start a child in its own session (a Ctrl-C reaches only this script, which
-    then stops everything in order), with its output appended to `log_path`."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent if sys.platform == "linux" else None,
-        )
-
-
-def stop_process(process: subprocess.Popen | None, grace: float, signalled: bool = False) -> int | None:
-    """SIGTERM (unless `signalled` already), then SIGKILL after `grace` seconds.
-    Returns the exit code, or None when the process had to be killed."""
-    if process is None:
-        return None
-    if process.poll() is not None:
-        return process.returncode
-    if not signalled:
-        process.terminate()
-    try:
-        return process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        return None
-
-
-def wait_until(condition, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SetupFailed(f"{what} did not happen within {timeout:g} s; see {log}")
-        time.sleep(0.1)
-
-
-class RedisServer:
-    """A private redis-server without persistence: killed and started again, it is empty."""
-
-    def __init__(self, workdir: Path):
-        self.binary = find_server("redis-server")
-        self.workdir = workdir
-        self.log = workdir / "logs" / "redis-server.log"
-        self.port = free_port()
-        self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=10, socket_connect_timeout=2)
-
-    def answers(self) -> bool:
-        try:
-            return self.client().ping()
-        except redis.RedisError:
-            return False
-
-    def start(self) -> None:
-        self.process = spawn(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            self.log,
-        )
-        wait_until(self.answers, 10, "redis-server answering", self.log)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
-class MariaDB:
-    """A private MariaDB whose data lives in the run's directory. Its root has no
-    password and it listens on 127.0.0.1 only, so that is safe here."""
-
-    def __init__(self, workdir: Path):
-        self.server = find_server("mariadbd") or find_server("mysqld")
-        self.install_db = find_server("mariadb-install-db") or find_server("mysql_install_db")
-        self.workdir = workdir
-        self.datadir = workdir / "mysql-data"
-        self.log = workdir / "logs" / "mariadbd.log"
-        self.port = free_port()
-        # mariadbd refuses to run as root unless told to.
-        self.user_option = ["--user=root"] if os.geteuid() == 0 else []
-        self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/{DATABASE}"
-
-    def install(self) -> None:
-        with open(self.workdir / "logs" / "mariadb-install-db.log", "wb") as log:
-            done = subprocess.run(
-                [
-                    self.install_db,
-                    "--no-defaults",
-                    f"--datadir={self.datadir}",
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                    *self.user_option,
-                ],
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if done.returncode:
-            raise SetupFailed(f"mariadb-install-db failed; see {log.name}")
-
-    def start(self) -> None:
-        """Start the server; `connect` works once it is ready."""
-        # Its own socket and pid file: the defaults belong to the machine's server.
-        self.process = spawn(
-            [
-                self.server,
-                "--no-defaults",
-                *self.user_option,
-                f"--datadir={self.datadir}",
-                f"--socket={self.workdir / 'mysql.sock'}",
-                f"--pid-file={self.workdir / 'mysql.pid'}",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                f"--log-error={self.log}",
-            ],
-            self.log,
-        )
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def connect(self, database: str | None = DATABASE):
-        return pymysql.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="root",
-            password="",
-            database=database,
-            autocommit=True,
-            connect_timeout=2,
-            read_timeout=30,
-            write_timeout=30,
-        )
-
-    def answers(self) -> bool:
-        try:
-            self.connect(None).close()
-            return True
-        except pymysql.MySQLError:
-            return False
-
-    def stop(self) -> None:
-        """A clean shutdown (SIGTERM), waiting until the server has exited."""
-        if stop_process(self.process, 60) is None:
-            raise SetupFailed(f"mariadbd did not stop within 60 s of SIGTERM; see {self.log}")
-
-
 class Unreachable(Exception):
     """The private MySQL does not answer (it is being restarted)."""
 
@@ -326,7 +130,7 @@ class Campaign:
     def query(self, sql: str, args=None) -> tuple:
         try:
             if self.connection is None:
-                self.connection = self.mariadb.connect()
+                self.connection = self.mariadb.connect(DATABASE)
             with self.connection.cursor() as cursor:
                 cursor.execute(sql, args)
                 return cursor.fetchall()
@@ -900,8 +704,8 @@ class ChaosRun:
         self.logs = workdir / "logs"
         self.logs.mkdir()
         self.rng = random.Random(options.seed)
-        self.redis = RedisServer(workdir)
-        self.mariadb = MariaDB(workdir)
+        self.redis = RedisServer(workdir, self.logs)
+        self.mariadb = MariaDB(workdir, self.logs, DATABASE)
         self.campaign = Campaign(self.mariadb)
         self.mock = MockEndpoint(workdir, options.fail_rate, options.timeout_rate)
         self.roles = None
@@ -1347,7 +1151,7 @@ class ChaosRun:
         if self.roles is not None:
             self.roles.kill_all()
         stop_process(self.mock.process, 5)
-        if self.redis.process is not None and self.redis.process.poll() is None:
+        if self.redis.running():
             self.redis.kill()
         self.campaign.close()
         stop_process(self.mariadb.process, 30)

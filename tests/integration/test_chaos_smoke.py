@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from scripts.chaos import ROOT, find_server
+from common.testing.processes import ROOT, find_server
 
 pytestmark = pytest.mark.integration
 
