@@ -86,7 +86,7 @@ class Route:
         claiming (an outage, a shutdown), time out together, and would open
         the breaker of a sender that answers most sends."""
         ended = time.monotonic()
-        result = dataclasses.replace(result, sender=self.name, latency_ms=round((ended - started) * 1000))
+        result = result.through(self.name, round((ended - started) * 1000))
         outcome = breaker_outcome(result)
         if outcome == "ok":
             self.last_success = ended

@@ -91,6 +91,7 @@ class Consumer:
         self.history: list[Attempt] = []
         self.stopping = False
         self.tally = Counter()
+        self.send_seconds = metrics.SEND_SECONDS.labels(settings.provider)
         self.last_report = time.monotonic()
 
     def initialize(self) -> None:
@@ -122,11 +123,7 @@ class Consumer:
         """Record in batches while sends stream; at once when nothing else is
         in flight, when stopping, or to retry a failed write."""
         return bool(self.ended) and (
-            self.stuck
-            or self.stopping
-            or not self.in_flight
-            or len(self.ended) >= self.settings.concurrency
-            or time.monotonic() - self.last_record >= RECORD_EVERY
+            self.stuck or self.stopping or not self.in_flight or time.monotonic() - self.last_record >= RECORD_EVERY
         )
 
     def may_claim(self) -> bool:
@@ -174,17 +171,13 @@ class Consumer:
             # A producer queued these from a read made before they were sent.
             self.queue.finish(stale, "dropped")
             log.info("dropped %d jobs whose rows are no longer pending", len(stale))
-        for claim in claims:
-            if claim.row_id in self.in_flight:
-                # Redis lost the job while its send was in flight and it was
-                # queued again: the send in flight records it; this claim lapses.
-                continue
-            if claim.row_id in pending:
-                self.leases.hold(claim.row_id, lease)
-                row = pending[claim.row_id]
-                self.start(
-                    with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row), row.generation
-                )
+        # A claim for a row whose send is still in flight lapses: Redis lost the
+        # job meanwhile and it was queued again; the send in flight records it.
+        starting = [c for c in claims if c.row_id in pending and c.row_id not in self.in_flight]
+        self.leases.hold([c.row_id for c in starting], lease)
+        for claim in starting:
+            row = pending[claim.row_id]
+            self.start(with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row), row.generation)
         return len(claims)
 
     def rebuilt_job(self, claim: Claim, row: Row) -> Job:
@@ -252,6 +245,7 @@ class Consumer:
     def sort(self) -> Outcomes:
         """Decide what each ended send means for its row: sent, failed, retried or handed back."""
         out = Outcomes()
+        sends = Counter()
         for job, result in self.ended:
             attempt = job.attempts + 1
             if result is None:
@@ -259,7 +253,9 @@ class Consumer:
                 continue
             if result.detail != ACCEPTED_EARLIER:
                 out.history.append(self.history_line(job, attempt, result))
-                self.count_send(result)
+                sends[result.sender or "-", result.outcome.value] += 1
+                if result.latency_ms is not None:
+                    self.send_seconds.observe(result.latency_ms / 1000)
             if result.outcome is Outcome.SENDER_DOWN:
                 # Its breaker is open now; the row goes to another sender or waits.
                 out.moves.append((job.row_id, 0, None))
@@ -270,14 +266,9 @@ class Consumer:
             else:
                 delay = retry_delay(attempt, self.settings.retry_delay, result.retry_after)
                 out.moves.append((job.row_id, int(delay * 1000), dataclasses.replace(job, attempts=attempt)))
+        for (sender, outcome), count in sends.items():
+            metrics.SENDS.labels(self.partition_label, self.settings.provider, sender, outcome).inc(count)
         return out
-
-    def count_send(self, result: SendResult) -> None:
-        metrics.SENDS.labels(
-            self.partition_label, self.settings.provider, result.sender or "-", result.outcome.value
-        ).inc()
-        if result.latency_ms is not None:
-            metrics.SEND_SECONDS.labels(self.settings.provider).observe(result.latency_ms / 1000)
 
     def history_line(self, job: Job, attempt: int, result: SendResult) -> Attempt:
         if result.outcome is Outcome.SENT:

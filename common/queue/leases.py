@@ -42,9 +42,10 @@ class LeaseKeeper:
         if self.thread.is_alive():
             self.thread.join()
 
-    def hold(self, row_id: int, lease: Lease) -> None:
+    def hold(self, row_ids: list[int], lease: Lease) -> None:
+        """Keep renewing the leases of these claimed jobs, which end at `lease`."""
         with self.lock:
-            self.held[row_id] = lease.until_ms
+            self.held.update(dict.fromkeys(row_ids, lease.until_ms))
             self.clock_offset_ms = lease.clock_offset_ms
 
     def remaining_ms(self, row_id: int) -> int:

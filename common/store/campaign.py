@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pymysql
@@ -296,10 +296,13 @@ class CampaignTable:
                 return
             after = page[-1].id
 
-    def row(self, values: tuple) -> Row:
+    def row(self, values: tuple, generation: int = 0) -> Row:
         row_id, phone, *params = values
         return Row(
-            int(row_id), as_text(phone), {name: as_text(value) or "" for name, value in zip(self.param_columns, params)}
+            int(row_id),
+            as_text(phone),
+            {name: as_text(value) or "" for name, value in zip(self.param_columns, params)},
+            generation,
         )
 
     def pending_among(self, ids: list[int]) -> dict[int, Row]:
@@ -313,7 +316,7 @@ class CampaignTable:
             f" WHERE c.{self.status} = %s AND c.id IN ({marks})",
             (self.table, PENDING, *ids),
         )
-        return {row.id: row for row in (replace(self.row(values[:-1]), generation=values[-1] or 0) for values in rows)}
+        return {row.id: row for row in (self.row(values[:-1], values[-1] or 0) for values in rows)}
 
     @contextmanager
     def transaction(self):

@@ -12,7 +12,7 @@ from common.settings import Partition
 def test_time_left_on_a_lease_is_read_on_redis_clock_not_the_hosts():
     keeper = LeaseKeeper(queue=None, lease_seconds=60)
     ahead = 40_000  # Redis's clock is 40 s ahead of this host's
-    keeper.hold(1, Lease(until_ms=now_ms() + ahead + 60_000, clock_offset_ms=ahead))
+    keeper.hold([1], Lease(until_ms=now_ms() + ahead + 60_000, clock_offset_ms=ahead))
     assert 59_000 < keeper.remaining_ms(1) <= 60_000
 
 
@@ -50,7 +50,7 @@ def test_the_lease_keeper_survives_any_error_and_keeps_renewing(fake_redis):
     claims, _, _, lease = real.claim(10, lease_seconds=0.3)
     flaky = FlakyQueue(real)
     keeper = LeaseKeeper(flaky, lease_seconds=0.3)
-    keeper.hold(1, lease)
+    keeper.hold([1], lease)
     keeper.start()
     try:
         deadline = time.monotonic() + 5
