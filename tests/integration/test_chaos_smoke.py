@@ -1,7 +1,7 @@
-"""A short chaos run (scripts/chaos.py): kills, Redis refusing writes, an
-empty Redis restart, Redis answering BUSY, odd answers, a MySQL restart and
-answers trickled past the deadline lose no row, and every repeat has a
-window to explain it."""
+"""A short chaos run (scripts/chaos, common/testing/chaos/): kills, Redis
+refusing writes, an empty Redis restart, Redis answering BUSY, odd answers, a
+MySQL restart and answers trickled past the deadline lose no row, and every
+repeat has a window to explain it."""
 
 import re
 import subprocess
