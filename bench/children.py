@@ -10,13 +10,12 @@ such floor; it is read until the child exits.
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common.testing.processes import spawn
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,9 @@ class Child:
         self.name = name
         self.stop_signal = stop_signal
         self.log_path = log_dir / f"{name}.log"
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.log_path.write_bytes(b"")  # this start's output only
+        # Untied: in the benchmark's process group, started by vfork (see spawn).
+        self.process = spawn(args, self.log_path, env, tied=False)
         self.usage: Usage | None = None
         # The project's roles take a second SIGTERM as "exit at once": send one only.
         self.terminated = False

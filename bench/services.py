@@ -7,7 +7,6 @@ Redis: an empty database number where there is one, and a key prefix
 """
 
 import secrets
-from pathlib import Path
 
 import pymysql
 import redis
@@ -15,9 +14,8 @@ import redis
 from common.errors import ConfigError, ServiceUnavailable
 from common.settings import MySQLTarget, parse_database_url
 from common.store.campaign import PENDING, SENT, translate_error
-from common.testing.services import database_url, schema_statements
+from common.testing.services import connect_mysql, database_url, load_schema
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLE = "campaign_master_1"
 PHONE_PREFIX = "62812"
 UNLINK_BATCH = 10_000
@@ -25,15 +23,7 @@ UNLINK_BATCH = 10_000
 
 def mysql_connection(target: MySQLTarget, database: str | None):
     try:
-        return pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            unix_socket=target.unix_socket,
-            database=database,
-            autocommit=True,
-        )
+        return connect_mysql(target, database)
     except pymysql.MySQLError as exc:
         raise translate_error(exc, target) from None
 
@@ -52,8 +42,8 @@ class BenchDatabase:
         self.base = base
         self.target = MySQLTarget(base.host, base.port, base.user, base.password, name, base.unix_socket)
         self.connection = mysql_connection(self.target, name)
-        for statement in schema_statements():
-            self.execute(statement)
+        with self.connection.cursor() as cursor:
+            load_schema(cursor)
 
     @property
     def url(self) -> str:
