@@ -21,7 +21,7 @@ class Campaign:
 
     def __init__(self, mariadb: MariaDB):
         self.mariadb = mariadb
-        self.connection = None
+        self.connection: pymysql.connections.Connection | None = None
 
     def query(self, sql: str, args=None) -> tuple:
         try:
@@ -79,7 +79,7 @@ def row_of(key: str) -> int | None:
 
 
 def deliveries_by_row(deliveries: dict[str, int]) -> dict[int, int]:
-    return {row_of(key): count for key, count in deliveries.items() if row_of(key) is not None}
+    return {row_id: count for key, count in deliveries.items() if (row_id := row_of(key)) is not None}
 
 
 def queues(client: redis.Redis) -> list[JobQueue]:

@@ -3,6 +3,7 @@ sends, changes its answers when a fault asks, and at the end says what it
 took per idempotency key and per phone. It is never killed."""
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,8 +31,8 @@ class MockEndpoint:
             "--hang-seconds",
             str(HANG_SECONDS),
         ]
-        self.process = None
-        self.url = None
+        self.process: subprocess.Popen | None = None
+        self.url: str | None = None
 
     def start(self) -> None:
         self.process = spawn(self.argv, self.log)

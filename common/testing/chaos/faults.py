@@ -66,6 +66,10 @@ class HeldFault:
     def end(self) -> None:
         self.held = self.clock() - self.began
 
+    def detail(self) -> str:
+        """What it did, for the table."""
+        raise NotImplementedError
+
     def problem(self) -> str | None:
         return None
 

@@ -44,7 +44,7 @@ class RepeatWindows:
 
     def explain(self, row_id: int, deliveries: int) -> Counter:
         """The row's repeats put down to its windows, as far as they reach."""
-        left, reasons = deliveries - 1, Counter()
+        left, reasons = deliveries - 1, Counter[str]()
         for reason, allowed in self.windows(row_id).items():
             reasons[reason] = min(left, allowed)
             left -= reasons[reason]

@@ -60,7 +60,7 @@ def tally(run: "ChaosRun") -> Findings:
     run.trickle.answers, run.trickle.keys = sum(trickled.values()), len(trickled)
     by_row = deliveries_by_row(deliveries)
     repeated = {row_id: count for row_id, count in by_row.items() if count > 1}
-    explained = Counter()
+    explained: Counter = Counter()
     for row_id, count in repeated.items():
         explained.update(run.windows.explain(row_id, count))
     consumer_kills = [kill for kill in run.kills if kill.exposed is not None]
