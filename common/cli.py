@@ -440,9 +440,9 @@ PARTITION_OPTIONS = [
 def environment_variables() -> set[str]:
     """Every variable the roles read: tools that start roles with settings of
     their own (the benchmark) keep the caller's out."""
-    names = set()
+    names: set[str] = set()
     for option in SHARED_OPTIONS + PRODUCER_OPTIONS + CONSUMER_OPTIONS + PARTITION_OPTIONS:
-        envvar = option(lambda: None).__click_params__[0].envvar
+        envvar = option(lambda: None).__click_params__[0].envvar  # type: ignore[attr-defined]
         names.update([envvar] if isinstance(envvar, str) else envvar)
     return names
 

@@ -24,7 +24,7 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         if getattr(record, "row_id", None) is not None:
-            line["row_id"] = record.row_id
+            line["row_id"] = record.row_id  # type: ignore[attr-defined]
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

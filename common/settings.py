@@ -8,6 +8,7 @@ with one line instead of deep inside a loop.
 import re
 import string
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
@@ -249,7 +250,7 @@ class Settings:
         count = self.sender_count()
         if count == 1:
             return [self]
-        lists = {name: listed(getattr(self, name)) for name in PER_SENDER}
+        lists: dict[str, Any] = {name: listed(getattr(self, name)) for name in PER_SENDER}
         return [
             replace(self, **{name: values[i if len(values) > 1 else 0] for name, values in lists.items()})
             for i in range(count)

@@ -42,7 +42,7 @@ class SendWindow:
         times = [TIME_OF_DAY.fullmatch(p.strip()) for p in parts]
         if len(parts) != 2 or not all(times):
             raise ConfigError(f"send window {text!r} is not like 09:00-18:00")
-        start, end = (clock(int(m[1]), int(m[2])) for m in times)
+        start, end = (clock(int(m[1]), int(m[2])) for m in times if m)
         if start == end:
             raise ConfigError(f"send window {text!r} is empty")
         try:

@@ -16,7 +16,7 @@ MAX_ANSWER_BYTES of an answer are read; that is plenty to classify it.
 import abc
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -124,8 +124,14 @@ class RequestsEngine(BlockingEngine):
     def call(self, method: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         deadline = time.monotonic() + self.deadline
         try:
+            # requests hands a urllib3 Timeout on to urllib3 as it is (its stubs say float only).
             response = self.session.request(
-                method, self.url, data=body, headers=headers, timeout=self.timeout, stream=True
+                method,
+                self.url,
+                data=body,
+                headers=headers,
+                timeout=self.timeout,  # type: ignore[arg-type]
+                stream=True,
             )
         except requests.Timeout as exc:
             raise EngineTimeout(type(exc).__name__) from None
@@ -234,4 +240,8 @@ class AiohttpEngine:
             asyncio.run_coroutine_threadsafe(self.aclose(), self.loop).result(timeout=5)
 
 
-ENGINES = {"requests": RequestsEngine, "urllib3": Urllib3Engine, "aiohttp": AiohttpEngine}
+ENGINES: dict[str, Callable[..., HttpEngine]] = {
+    "requests": RequestsEngine,
+    "urllib3": Urllib3Engine,
+    "aiohttp": AiohttpEngine,
+}

@@ -18,6 +18,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -52,7 +53,7 @@ class Route:
         self.pacer = pacer
         self.name = sender.name
         self.last_success = float("-inf")  # monotonic time the latest send through it succeeded
-        self._pace_lock = None
+        self._pace_lock: asyncio.Lock | None = None
 
     @property
     def pace_lock(self) -> asyncio.Lock:
@@ -129,7 +130,7 @@ class SenderPool:
         self.refused_at = float("-inf")
 
     @classmethod
-    def build(cls, senders: list[Sender], client: redis.Redis, settings) -> "SenderPool":
+    def build(cls, senders: Sequence[Sender], client: redis.Redis, settings) -> "SenderPool":
         policy = BreakerPolicy(
             settings.breaker_failures,
             settings.breaker_cooldown,
@@ -208,6 +209,7 @@ class SenderPool:
         return None
 
     async def wait_for_slot(self, route: Route) -> bool:
+        assert route.pacer is not None  # only paced routes wait for a slot
         try:
             await asyncio.wait_for(route.pace_lock.acquire(), MAX_NAP)
         except TimeoutError:

@@ -34,14 +34,20 @@ class Sends:
         self.executor = ThreadPoolExecutor(max_workers=count + SPARE_THREADS, thread_name_prefix="blocking")
         self.loop = uvloop.new_event_loop()
         self.loop.set_default_executor(self.executor)
-        self.todo: asyncio.Queue | None = None
+        self.todo: asyncio.Queue = asyncio.Queue()  # bound to the loop that first uses it: ours
         started = threading.Event()
         self.thread = threading.Thread(target=self.run, args=(count, started), name="sends", daemon=True)
         self.thread.start()
         started.wait()
 
-    def submit(self, item) -> None:
-        self.loop.call_soon_threadsafe(self.todo.put_nowait, item)
+    def submit(self, items: list) -> None:
+        """Hand items to the sends: one wake-up of the loop for all of them."""
+        if items:
+            self.loop.call_soon_threadsafe(self.put_all, items)
+
+    def put_all(self, items: list) -> None:
+        for item in items:
+            self.todo.put_nowait(item)
 
     def results(self, timeout: float) -> list[tuple]:
         """Every (item, result) ready now, waiting up to `timeout` for the
@@ -76,7 +82,6 @@ class Sends:
 
     def run(self, count: int, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        self.todo = asyncio.Queue()
         workers = [self.loop.create_task(self.worker()) for _ in range(count)]
         started.set()
         self.loop.run_forever()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import click
 import redis
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -244,7 +244,13 @@ def render(view: dict) -> Group:
         f"{total['retries']:,} retries, {total['reclaims']:,} jobs taken over from a lapsed lease "
         "(a consumer died or stalled)"
     )
-    items = [headline, bar, parts, churn, procs if view["processes"] else "[yellow]no live processes[/]"]
+    items: list[RenderableType] = [
+        headline,
+        bar,
+        parts,
+        churn,
+        procs if view["processes"] else "[yellow]no live processes[/]",
+    ]
     if view["senders"]:
         senders = Table(
             "sender", "breaker", "reason", title="Senders", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False

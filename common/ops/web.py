@@ -251,7 +251,7 @@ def credentials_for(host: str, username: str | None, password: str | None) -> tu
             f"refusing to listen on {host} without WEB_USERNAME and WEB_PASSWORD "
             "(anyone on the network could steer the campaign); set them or use 127.0.0.1"
         )
-    return (username, password) if username else None
+    return (username, password) if username and password else None
 
 
 @click.command(context_settings={"max_content_width": 100})

@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 from common import metrics
 from common.delivery.routing import SenderPool
@@ -67,7 +68,7 @@ class Outcomes:
 
 
 class Consumer:
-    def __init__(self, settings: Settings, table: CampaignTable, queue: JobQueue, senders: list[Sender]):
+    def __init__(self, settings: Settings, table: CampaignTable, queue: JobQueue, senders: Sequence[Sender]):
         self.settings = settings
         self.table = table
         self.queue = queue
@@ -90,7 +91,7 @@ class Consumer:
         self.mysql_away = False  # while True, each 2xx goes into Redis as soon as it arrives
         self.history: list[Attempt] = []
         self.stopping = False
-        self.tally = Counter()
+        self.tally: Counter[str] = Counter()
         self.send_seconds = metrics.SEND_SECONDS.labels(settings.provider)
         self.last_report = time.monotonic()
 
@@ -142,7 +143,7 @@ class Consumer:
         if is_open != self.window_was_open:
             if is_open:
                 log.info("the send window %s is open: sending", self.window)
-            else:
+            elif self.window:
                 log.info("outside the send window %s: no sends for %.0f min", self.window, self.window.opens_in() / 60)
             self.window_was_open = is_open
         return is_open
@@ -175,27 +176,32 @@ class Consumer:
         # job meanwhile and it was queued again; the send in flight records it.
         starting = [c for c in claims if c.row_id in pending and c.row_id not in self.in_flight]
         self.leases.hold([c.row_id for c in starting], lease)
+        messages = []
         for claim in starting:
             row = pending[claim.row_id]
-            self.start(with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row), row.generation)
+            job = with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row)
+            if message := self.message_for(job, row.generation):
+                self.in_flight[job.row_id] = job
+                messages.append((job, message))
+        self.workers.submit(messages)
         return len(claims)
 
     def rebuilt_job(self, claim: Claim, row: Row) -> Job:
         log.warning("job:%d held a value that is not a job; rebuilt it from the row", claim.row_id)
         return Job(claim.row_id, row.phone, params=row.params)
 
-    def start(self, job: Job, generation: int) -> None:
+    def message_for(self, job: Job, generation: int) -> Message | None:
+        """The message to send for a claimed job, or None when it ends here:
+        a 2xx already kept in the job is recorded, an unusable phone fails."""
         if job.sent:
             self.ended.append((job, SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)))
-            return
+            return None
         try:
             phone = normalise_phone(job.phone, self.settings.default_region)
         except InvalidPhone as exc:
             self.ended.append((job, SendResult(Outcome.FAILED, detail=str(exc))))
-            return
-        message = Message(job.row_id, phone, idempotency_key(self.settings.table, job.row_id, generation), job.params)
-        self.in_flight[job.row_id] = job
-        self.workers.submit((job, message))
+            return None
+        return Message(job.row_id, phone, idempotency_key(self.settings.table, job.row_id, generation), job.params)
 
     async def send(self, item: tuple[Job, Message]) -> SendResult | None:
         """Runs on the sends' loop. None means not sent: no sender may be used
@@ -245,7 +251,7 @@ class Consumer:
     def sort(self) -> Outcomes:
         """Decide what each ended send means for its row: sent, failed, retried or handed back."""
         out = Outcomes()
-        sends = Counter()
+        sends: Counter[tuple[str, str]] = Counter()
         for job, result in self.ended:
             attempt = job.attempts + 1
             if result is None:

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from typing import Protocol
 
 from common.errors import LockHeld, ServiceUnavailable
 from common.queue.heartbeat import Heartbeat
@@ -29,13 +30,29 @@ FIRST_RETRY = 1.0  # seconds before the first retry while a service is away; dou
 LONGEST_RETRY = 10.0  # seconds: retries never drift further apart, so work resumes soon after a service is back
 
 
+class Role(Protocol):
+    """What the driver runs: a producer or a consumer."""
+
+    stopping: bool
+
+    def initialize(self) -> None: ...
+
+    def loop(self) -> bool: ...
+
+    def vitals(self) -> dict: ...
+
+    def request_stop(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
 class StopRequested(Exception):
     """A signal (or a lost run lock) came while waiting for a service."""
 
 
 class Driver:
     def __init__(self, poll_interval: float, once: bool, min_delay: float = 0.05):
-        self.role = None
+        self.role: Role | None = None
         self.heartbeat: Heartbeat | None = None
         self.lock: RunLock | None = None  # set once acquired: only a lock we took is renewed
         self.lost_lock: LockHeld | None = None
@@ -98,7 +115,7 @@ class Driver:
                 log.info("services are back after %.0f s", time.monotonic() - since)
             return result
 
-    def run(self, role, heartbeat: Heartbeat | None = None, lock: RunLock | None = None) -> None:
+    def run(self, role: Role, heartbeat: Heartbeat | None = None, lock: RunLock | None = None) -> None:
         """Take the run lock and initialize (both wait for services), then cycle
         until stopped. Raises LockHeld when another copy took the lock meanwhile."""
         if self.wake.is_set():
@@ -109,7 +126,7 @@ class Driver:
                 self.until_up(lock.acquire)
                 self.lock = lock
             self.until_up(role.initialize)
-            self.run_loop()
+            self.run_loop(role)
         finally:
             if heartbeat:
                 heartbeat.stop()
@@ -120,7 +137,7 @@ class Driver:
 
     def keep_alive(self) -> bool:
         """Beat and renew the run lock; False (and a stop) once another copy holds it."""
-        if self.heartbeat:
+        if self.heartbeat and self.role:
             self.heartbeat.beat(self.role.vitals)
         if self.lock and not self.lost_lock:
             try:
@@ -128,7 +145,8 @@ class Driver:
             except LockHeld as exc:
                 log.warning("another copy holds the run lock now; finishing in-flight work, then stopping")
                 self.lost_lock = exc
-                self.role.request_stop()
+                if self.role:
+                    self.role.request_stop()
         return not self.lost_lock
 
     def nap(self, seconds: float) -> None:
@@ -139,14 +157,14 @@ class Driver:
             if self.wake.wait(min(left, KEEP_ALIVE_EVERY)) or not self.keep_alive():
                 return
 
-    def run_loop(self) -> None:
+    def run_loop(self, role: Role) -> None:
         idle_delay = self.min_delay
         try:
-            while not self.role.stopping:
+            while not role.stopping:
                 if not self.keep_alive():
                     break
                 try:
-                    busy = self.until_up(self.role.loop)
+                    busy = self.until_up(role.loop)
                 except StopRequested:
                     break
                 if busy:
@@ -159,4 +177,4 @@ class Driver:
                 self.nap(idle_delay)
                 idle_delay = min(idle_delay * 2, self.poll_interval)
         finally:
-            self.role.shutdown()
+            role.shutdown()

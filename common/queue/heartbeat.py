@@ -44,7 +44,8 @@ class Heartbeat:
         now = time.time()
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.hset(self.key, mapping={**self.identity, **vitals(), "beat": round(now, 3)})
+            fields: dict = {**self.identity, **vitals(), "beat": round(now, 3)}
+            pipe.hset(self.key, mapping=fields)
             pipe.pexpire(self.key, int(ALIVE_FOR * 1000))
             pipe.zadd(self.index, {self.key: now})
             pipe.zremrangebyscore(self.index, "-inf", now - FORGET_AFTER)
@@ -84,7 +85,7 @@ def check_layout(client: redis.Redis, prefix: str, role: str, partition) -> None
     clashing = [process for process in others if layout_of(process) not in (None, str(partition.of))]
     if clashing:
         roles = " and ".join(sorted({f"{process.get('role', 'process')}s" for process in clashing}))
-        layouts = ", ".join(sorted({layout_of(process) for process in clashing}))
+        layouts = ", ".join(sorted({str(layout_of(process)) for process in clashing}))
         raise ConfigError(
             f"live {roles} of this campaign use N={layouts} partitions and this {role} "
             f"N={partition.of}: stop them all (or let the queue drain first), then start the new layout"

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import redis
 
@@ -143,7 +144,7 @@ class Job:
     params: dict = field(default_factory=dict)  # column -> text, the row's message variables
 
     def encode(self) -> str:
-        value = {"phone": self.phone, "attempts": self.attempts}
+        value: dict[str, Any] = {"phone": self.phone, "attempts": self.attempts}
         if self.sent:
             value["sent"] = True
         if self.params:
@@ -239,7 +240,7 @@ class JobQueue:
         """Queue jobs not queued yet; returns (how many were new, queue depth)."""
         if not jobs:
             return 0, self.depth()
-        args = [self.job_prefix]
+        args: list[Any] = [self.job_prefix]
         for job in jobs:
             args += [job.row_id, job.encode()]
         queued, depth = self._call("enqueue", self._enqueue, keys=[self.due_key], args=args)
@@ -288,14 +289,14 @@ class JobQueue:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*(self.job_key(r) for r in row_ids))
         pipe.zrem(self.due_key, *row_ids)
-        pipe.hdel(self.leased_key, *row_ids)
+        pipe.hdel(self.leased_key, *map(str, row_ids))
         pipe.hincrby(self.stats_key, counter, len(row_ids))
         if counter == "sent":
             now = int(time.time())
             bucket = f"{self.sent_at_prefix}{now // RATE_BUCKET}"
             pipe.incrby(bucket, len(row_ids))
             pipe.expire(bucket, RATE_BUCKET * 20)
-            pipe.hincrby(self.per_minute_key, now // 60, len(row_ids))
+            pipe.hincrby(self.per_minute_key, str(now // 60), len(row_ids))
             pipe.expire(self.per_minute_key, 86_400)
             pipe.set(self.sending_since_key, now_ms(), nx=True)
             pipe.expire(self.sending_since_key, 60)
@@ -306,7 +307,7 @@ class JobQueue:
         new payload or None) if their lease is still ours. Returns how many moved."""
         if not moves:
             return 0
-        args = [self.job_prefix]
+        args: list[Any] = [self.job_prefix]
         for row_id, lease_ms, delay_ms, job in moves:
             args += [row_id, lease_ms, max(int(delay_ms), 0), job.encode() if job else ""]
         return self._call("reschedule", self._reschedule, keys=[self.due_key, self.leased_key], args=args)

@@ -171,7 +171,7 @@ class CampaignTable:
         # Extra columns the producer reads and carries in each job (message variables).
         self.param_columns = tuple(identifier(name, "message variable column") for name in param_columns)
         self.extra = "".join(f", {name}" for name in self.param_columns)
-        self._connection = None
+        self._connection: pymysql.connections.Connection | None = None
 
     def _execute(self, sql: str, args=None, last_id: bool = False, count: bool = False):
         try:

@@ -48,7 +48,7 @@ class Meta:
             text = self.content.text_for(message.params)
         if text is not None:
             return {"messaging_product": "whatsapp", "to": message.phone, "type": "text", "text": {"body": text}}
-        template = {"name": self.content.template_for(message.params), "language": {"code": self.language}}
+        template: dict = {"name": self.content.template_for(message.params), "language": {"code": self.language}}
         if self.params:
             values = [{"type": "text", "text": message.params.get(name, "")} for name in self.params]
             template["components"] = [{"type": "body", "parameters": values}]
