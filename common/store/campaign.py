@@ -78,6 +78,13 @@ class Row:
     generation: int = 0  # outcomes recorded for this row before: see the module's docstring
 
 
+def id_list(ids: list[int]) -> str:
+    """Row ids written into SQL as they are: each is forced to an integer, so
+    nothing else can get in, and the driver need not escape them one by one
+    (a batch of 500 ids appears in three statements)."""
+    return ", ".join(map(str, map(int, ids)))
+
+
 def idempotency_key(table: str, row_id: int, generation: int) -> str:
     """`<table>:<row id>` for a row's first send, `<table>:<row id>:<generation>`
     for a deliberate re-send after a recorded outcome."""
@@ -309,12 +316,11 @@ class CampaignTable:
         """Which of these rows are still pending; a job for any other row is stale."""
         if not ids:
             return {}
-        marks = ", ".join(["%s"] * len(ids))
         rows = self._execute(
             f"SELECT c.id, c.{self.phone}{self.extra.replace(', ', ', c.')}, g.generation FROM {self.table} c"
             f" LEFT JOIN {GENERATION_TABLE} g ON g.campaign_table = %s AND g.row_id = c.id"
-            f" WHERE c.{self.status} = %s AND c.id IN ({marks})",
-            (self.table, PENDING, *ids),
+            f" WHERE c.{self.status} = %s AND c.id IN ({id_list(ids)})",
+            (self.table, PENDING),
         )
         return {row.id: row for row in (self.row(values[:-1], values[-1] or 0) for values in rows)}
 
@@ -334,20 +340,20 @@ class CampaignTable:
         """Set pending rows to `status` and raise their send generation, in one
         transaction. The rows are locked first, so two consumers recording
         the same row (the documented repeat window) raise it once."""
-        marks = ", ".join(["%s"] * len(ids))
+        rows = id_list(ids)
         with self.transaction():
             self._execute(
-                f"SELECT id FROM {self.table} WHERE {self.status} = %s AND id IN ({marks}) FOR UPDATE", (PENDING, *ids)
+                f"SELECT id FROM {self.table} WHERE {self.status} = %s AND id IN ({rows}) FOR UPDATE", PENDING
             )
             self._execute(
                 f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
-                f" SELECT %s, id, 1 FROM {self.table} WHERE {self.status} = %s AND id IN ({marks})"
+                f" SELECT %s, id, 1 FROM {self.table} WHERE {self.status} = %s AND id IN ({rows})"
                 f" ON DUPLICATE KEY UPDATE generation = generation + 1",
-                (self.table, PENDING, *ids),
+                (self.table, PENDING),
             )
             self._execute(
-                f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({marks})",
-                (status, PENDING, *ids),
+                f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({rows})",
+                (status, PENDING),
             )
 
     def mark_sent(self, ids: list[int]) -> None:
