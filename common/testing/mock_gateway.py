@@ -99,30 +99,31 @@ class MockWhatsApp:
         self._address = (host, port)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = None
-        self._thread = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None  # serves _server; both are set or both None
         self._in_flight = 0
         self._clear_records()
 
     def start(self):
         """Listen and serve on a daemon thread; returns self so it can be chained."""
         self._stopping.clear()
-        self._server = _Server(self._address, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(POLL_SECONDS,), name="mock-whatsapp", daemon=True
+        self._server = server = _Server(self._address, self)
+        self._thread = thread = threading.Thread(
+            target=server.serve_forever, args=(POLL_SECONDS,), name="mock-whatsapp", daemon=True
         )
-        self._thread.start()
+        thread.start()
         return self
 
     def stop(self):
         """Stop listening and drop open connections, waking requests that sleep or hang."""
-        if self._server is None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
             return
         self._stopping.set()
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        self._thread.join()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        thread.join()
         self._server = self._thread = None
 
     def __enter__(self):
@@ -137,6 +138,7 @@ class MockWhatsApp:
         if self._server is None:
             raise RuntimeError("the mock has no URL until it is started")
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # as bound; the stubs also allow the bytes bind() takes
         return f"http://{host}:{port}"
 
     def config(self):
@@ -318,6 +320,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _Server  # the server that made this handler: its `mock` answers
     protocol_version = "HTTP/1.1"
     # Headers and body leave in two writes; with Nagle on, the second waits for the
     # client's delayed ACK and every keep-alive request takes about 40 ms.

@@ -18,6 +18,14 @@ from common.testing.processes import ROOT, SetupFailed, find_server, spawn, stop
 SCHEMA = ROOT / "schema.sql"
 
 
+def installed(binary: str | None, name: str) -> str:
+    """`binary`, found by find_server; SetupFailed when it is not installed (a
+    harness checks all of its servers first, to name every one missing)."""
+    if binary is None:
+        raise SetupFailed(f"{name} is not installed")
+    return binary
+
+
 def free_port() -> int:
     """A TCP port on loopback nobody listens on now."""
     with socket.socket() as probe:
@@ -96,7 +104,7 @@ class RedisServer:
         """Start it and wait until it answers."""
         self.process = spawn(
             [
-                self.binary,
+                installed(self.binary, "redis-server"),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -116,6 +124,7 @@ class RedisServer:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
+        assert self.process is not None, "kill() before start()"
         self.process.kill()
         self.process.wait()
 
@@ -143,10 +152,11 @@ class MariaDB:
 
     def install(self) -> None:
         """A fresh data directory (mariadb-install-db)."""
+        install_db = installed(self.install_db, "mariadb-install-db")
         with open(self.logs / "mariadb-install-db.log", "wb") as log:
             done = subprocess.run(
                 [
-                    self.install_db,
+                    install_db,
                     "--no-defaults",
                     f"--datadir={self.datadir}",
                     "--auth-root-authentication-method=normal",
@@ -165,7 +175,7 @@ class MariaDB:
         # Its own socket and pid file: the defaults belong to the machine's server.
         self.process = spawn(
             [
-                self.server,
+                installed(self.server, "mariadbd"),
                 "--no-defaults",
                 *self.user_option,
                 f"--datadir={self.datadir}",

@@ -106,7 +106,7 @@ def interrupt(signum, _frame) -> None:
 )
 @click.option("--seed", type=int, default=None, help="Seed for the run's random choices (printed when not given).")
 @click.option("--keep", is_flag=True, help="Keep the run's directory (logs, MariaDB data) even when it passes.")
-def main(**options):
+def main(**choices):
     """Prove the delivery guarantee under faults.
 
     Runs the four processes on private Redis and MariaDB servers against the
@@ -132,7 +132,7 @@ def main(**options):
     process exited on its own; 1 otherwise; 2 when the services could not be
     set up; 130 when interrupted.
     """
-    options = Options(**options)
+    options = Options(**choices)
     if options.seed is None:
         options.seed = random.SystemRandom().randrange(1_000_000)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))

@@ -35,13 +35,13 @@ class MockEndpoint:
         self.url: str | None = None
 
     def start(self) -> None:
-        self.process = spawn(self.argv, self.log)
+        process = self.process = spawn(self.argv, self.log)
 
         def listening() -> bool:
             match = re.search(r"listening on (http://\S+)", self.log.read_text())
             if match:
                 self.url = match.group(1)
-            elif self.process.poll() is not None:
+            elif process.poll() is not None:
                 raise SetupFailed(f"the mock endpoint exited; see {self.log}")
             return bool(match)
 

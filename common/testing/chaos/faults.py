@@ -124,10 +124,10 @@ class RedisBusy(HeldFault):
 
     def begin(self) -> None:
         self.server.client().config_set("busy-reply-threshold", BUSY_THRESHOLD_MS)
-        self.thread = threading.Thread(target=self.keep_busy, name="redis-busy", daemon=True)
+        self.thread = thread = threading.Thread(target=self.keep_busy, name="redis-busy", daemon=True)
         super().begin()
-        self.thread.start()
-        self.answer = self.probe()
+        thread.start()
+        self.answer = self.probe(thread)
         self.say(f"Redis runs a script for {self.seconds:g} s; others get {self.answer or 'answers'}")
 
     def keep_busy(self) -> None:
@@ -139,11 +139,11 @@ class RedisBusy(HeldFault):
         finally:
             client.close()
 
-    def probe(self) -> str | None:
-        """What another client gets once the script has run past the threshold."""
+    def probe(self, thread: threading.Thread) -> str | None:
+        """What another client gets once the script (run by `thread`) has run past the threshold."""
         client = self.server.client()
         deadline = time.monotonic() + BUSY_THRESHOLD_MS / 1000 + 1.0
-        while time.monotonic() < deadline and self.thread.is_alive():
+        while time.monotonic() < deadline and thread.is_alive():
             try:
                 client.ping()
             except redis.ResponseError as exc:
@@ -153,6 +153,7 @@ class RedisBusy(HeldFault):
         return None
 
     def end(self) -> None:
+        assert self.thread is not None, "end() before begin()"  # the schedule ends only what began
         self.thread.join(self.seconds + 15)
         self.server.client().config_set("busy-reply-threshold", DEFAULT_BUSY_THRESHOLD_MS)
         super().end()

@@ -69,6 +69,7 @@ class Roles:
     def kill(self, module: str, restart_after: float) -> None:
         """SIGKILL, wait until it is gone, and restart it after `restart_after` seconds."""
         role = self.roles[module]
+        assert role.process is not None, f"{module} is not running"  # the run kills only running roles
         role.process.kill()
         role.process.wait()
         self.note(module, "SIGKILL")

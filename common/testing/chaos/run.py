@@ -58,7 +58,7 @@ class ChaosRun:
         self.mariadb = MariaDB(workdir, self.logs, DATABASE)
         self.campaign = Campaign(self.mariadb)
         self.mock = MockEndpoint(workdir, options.fail_rate, options.timeout_rate)
-        self.roles = None
+        self._roles: Roles | None = None  # set_up starts them: their environment needs the mock's URL
         self.windows = RepeatWindows()
         self.kills: list[Kill] = []
         self.outages: list[list] = []  # [what, start, end or None], in run seconds
@@ -104,11 +104,18 @@ class ChaosRun:
         wait_until(self.mariadb.answers, 60, "mariadbd accepting connections", self.mariadb.log)
         self.campaign.create(self.options.rows)
         self.mock.start()
-        self.roles = Roles(self.role_environment(), self.logs, self.clock)
+        self._roles = Roles(self.role_environment(), self.logs, self.clock)
         self.say(
             f"{self.options.rows} rows; private Redis on :{self.redis.port}, MariaDB on :{self.mariadb.port}, "
             f"mock at {self.mock.url} ({self.options.fail_rate:.0%} 5xx, {self.options.timeout_rate:.0%} hangs)"
         )
+
+    @property
+    def roles(self) -> Roles:
+        """The four processes; they exist once set_up has run."""
+        if self._roles is None:
+            raise RuntimeError("the roles exist only after set_up()")
+        return self._roles
 
     def held_faults(self) -> list[tuple[HeldFault, bool]]:
         """Each held fault in the order of the schedule, and whether it is on."""
@@ -348,8 +355,8 @@ class ChaosRun:
 
     def clean_up(self) -> None:
         """Stop everything this run started; safe to call at any point."""
-        if self.roles is not None:
-            self.roles.kill_all()
+        if self._roles is not None:
+            self._roles.kill_all()
         stop_process(self.mock.process, 5)
         if self.redis.running():
             self.redis.kill()

@@ -172,8 +172,9 @@ def judge(run: "ChaosRun", found: Findings, codes: dict[str, int | None], elapse
             f"Idempotency-Key shows (e.g. ids {found.mismatched[:5]})"
         )
     for fault, _enabled in run.held_faults():
-        if fault.began is not None and fault.problem():
-            fail(fault.problem())
+        problem = fault.problem() if fault.began is not None else None
+        if problem:
+            fail(problem)
     for exit_ in run.roles.exits:
         fail(f"{exit_.module} exited {exit_.code} on its own at {exit_.at:.1f} s")
     for module, code in codes.items():
