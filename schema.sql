@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     error VARCHAR(255) NULL,
     latency_ms INT NULL,
     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-    KEY row_story (campaign_table, row_id)
+    KEY row_story (campaign_table, row_id),
+    -- Receipts name the message id the gateway gave us: this finds its row.
+    KEY by_message (message_id)
 );
 
 -- A row's send generation: outcomes (sent or failed) recorded for it, raised in
@@ -65,4 +67,50 @@ CREATE TABLE IF NOT EXISTS send_generations (
     row_id BIGINT UNSIGNED NOT NULL,
     generation INT UNSIGNED NOT NULL,
     PRIMARY KEY (campaign_table, row_id)
+);
+
+-- Every receipt a gateway's webhook brought (sent, delivered, read, failed
+-- after acceptance), kept once per message and status however often the
+-- gateway retries it. campaign_table and row_id are filled in once the
+-- message id is found in delivery_attempts, which may be after the receipt
+-- came (a gateway can be faster than our own record of the send).
+CREATE TABLE IF NOT EXISTS delivery_receipts (
+    id BIGINT PRIMARY KEY AUTO_INCREMENT,
+    gateway VARCHAR(16) NOT NULL,
+    message_id VARCHAR(128) NOT NULL,
+    status ENUM('sent', 'delivered', 'read', 'failed') NOT NULL,
+    error_code VARCHAR(32) NULL,
+    error_title VARCHAR(255) NULL,
+    event_at TIMESTAMP(3) NULL,  -- as the gateway stamped it
+    received_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    campaign_table VARCHAR(64) NULL,
+    row_id BIGINT UNSIGNED NULL,
+    UNIQUE KEY one_event (message_id, status),
+    KEY row_receipts (campaign_table, row_id)
+);
+
+-- Each sent message's furthest news: sent < delivered < read, and failed is
+-- final, whatever order the receipts came in. One row per message id.
+CREATE TABLE IF NOT EXISTS message_states (
+    message_id VARCHAR(128) PRIMARY KEY,
+    status ENUM('sent', 'delivered', 'read', 'failed') NOT NULL,
+    error_code VARCHAR(32) NULL,
+    error_title VARCHAR(255) NULL,
+    delivered_at TIMESTAMP(3) NULL,
+    read_at TIMESTAMP(3) NULL,
+    failed_at TIMESTAMP(3) NULL,
+    updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+    campaign_table VARCHAR(64) NULL,  -- filled in when the message id is found in delivery_attempts
+    row_id BIGINT UNSIGNED NULL,
+    KEY row_state (campaign_table, row_id),
+    KEY unmatched (row_id, updated_at)
+);
+
+-- People who asked not to be messaged (a STOP reply, a "stop promotions"
+-- button, or by hand): consumers fail their rows with "opted out", unsent.
+CREATE TABLE IF NOT EXISTS opt_outs (
+    phone VARCHAR(20) PRIMARY KEY,  -- E.164 digits, as messages are sent
+    reason VARCHAR(255) NOT NULL,
+    source VARCHAR(16) NOT NULL,  -- meta, waha, gowa, status, api, import
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
 );

@@ -33,6 +33,19 @@ QUEUE_DEPTH = Gauge(
 BREAKER_OPEN = Gauge(
     "campaign_breaker_open", "1 while the sender's circuit breaker is open, as this process last saw it.", ["sender"]
 )
+RECEIPTS = Counter(
+    "campaign_receipts",
+    "Receipts from gateway webhooks: received (acknowledged), then stored by status (sent, delivered, read, failed).",
+    ["gateway", "status"],
+)
+WEBHOOKS_REFUSED = Counter(
+    "campaign_webhooks_refused",
+    "Webhook requests refused for their signature: missing or wrong.",
+    ["gateway", "reason"],
+)
+OPT_OUTS = Counter(
+    "campaign_opt_outs", "Phones added to (out) or taken off (in) the opt-out list by replies.", ["change"]
+)
 
 
 def serve(port: int, host: str) -> None:

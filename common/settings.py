@@ -105,11 +105,11 @@ def check_redis_url(url: str) -> str:
     return url
 
 
-def check_http_url(url: str, what: str) -> str:
-    parts = urlsplit(url)
+def check_http_url(url: str | None, what: str) -> str:
+    parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{what} must be an http:// or https:// URL, got {url!r}")
-    return url
+    return url or ""
 
 
 @dataclass(frozen=True)
@@ -214,9 +214,9 @@ class Settings:
             raise ConfigError(f"DEFAULT_REGION: {exc}") from None
         for name in self.params:
             identifier(name, "message variable column (--param)")
-        for name, what in ((self.template_column, "TEMPLATE_COLUMN"), (self.text_column, "TEXT_COLUMN")):
-            if name is not None:
-                identifier(name, what)
+        for column, what in ((self.template_column, "TEMPLATE_COLUMN"), (self.text_column, "TEXT_COLUMN")):
+            if column is not None:
+                identifier(column, what)
         placeholders(self.text)  # fails with one line on a placeholder that is not a column name
         if self.provider not in PROVIDER_NAMES:
             raise ConfigError(f"WHATSAPP_PROVIDER must be one of {', '.join(PROVIDER_NAMES)}, got {self.provider!r}")

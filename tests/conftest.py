@@ -23,6 +23,7 @@ from common.process.producer import Producer
 from common.process.wiring import campaign_table, senders_for
 from common.queue.jobs import JobQueue
 from common.settings import MySQLTarget, Partition, Settings, parse_database_url
+from common.store import schema
 from common.store.campaign import CampaignTable
 from common.testing.mock_gateway import MockWhatsApp
 from common.testing.services import database_url, load_schema
@@ -69,10 +70,7 @@ def mysql_db(mysql_server):
     """The session database with fresh, empty tables for this test."""
     with admin_connection(mysql_server, mysql_server.database) as connection:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "DROP TABLE IF EXISTS campaign_master_1, campaign_failures, delivery_attempts, "
-                "send_generations, ingest_requests"
-            )
+            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(schema.table_names())}")
         load_schema(connection.cursor())
     return mysql_server
 

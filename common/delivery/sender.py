@@ -7,7 +7,6 @@ coroutines; an engine that blocks runs in the sends' executor.
 
 import email.utils
 import enum
-import json
 import logging
 import math
 import time
@@ -15,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.delivery.engines import EngineError, EngineTimeout, HttpEngine
+from common.delivery.providers._json import message_id, parsed
 from common.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 DETAIL_LENGTH = 200
 MAX_RETRY_AFTER = 86_400.0  # seconds: a gateway asking for longer is asked again after a day
-MESSAGE_ID_LENGTH = 128  # longer "ids" are not ids; no receipt could be matched to them
 
 
 class Outcome(enum.Enum):
@@ -119,25 +118,6 @@ def unanswered(exc: Exception) -> SendResult:
     if isinstance(exc, EngineTimeout):
         return SendResult(Outcome.RETRY, detail="timed out")
     return SendResult(Outcome.RETRY, detail=f"connection failed: {exc}")
-
-
-def parsed(text: str):
-    """The JSON value of a body, or None when it is not JSON (or nested
-    deeper than the parser goes)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def message_id(value) -> str | None:
-    """A gateway's message id as we keep it: a string (an integer id becomes
-    one) of at most MESSAGE_ID_LENGTH characters, else None."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value or len(value) > MESSAGE_ID_LENGTH:
-        return None
-    return value
 
 
 def message_id_from(body: str) -> str | None:

@@ -25,15 +25,20 @@ import waitress
 from flask import Flask, jsonify, request
 
 from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
+from common.delivery.receipts import OptOutRules
 from common.errors import CampaignError, ConfigError
 from common.ops.openapi import document
 from common.ops.status import resend_summary, snapshot
+from common.ops.webhooks import WebhookSecrets, webhook_routes
 from common.phones import check_region
+from common.process.receipt_writer import ReceiptWriter
+from common.queue.inbox import Inbox
 from common.queue.jobs import connect
 from common.queue.pause import set_paused
 from common.settings import Partition, check_redis_url, identifier, parse_database_url
 from common.store.campaign import CampaignTable, KeyReused, RowRejected
 from common.store.ingest import BadMessage, IngestRules, parse_body, parse_messages, request_key
+from common.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +97,14 @@ class Web:
         return self.local.table
 
 
-def create_app(web: Web, credentials: tuple[str, str] | None) -> Flask:
+def create_app(web: Web, credentials: tuple[str, str] | None, secrets: WebhookSecrets | None = None) -> Flask:
     app = Flask(__name__)
+    app.register_blueprint(webhook_routes(secrets or WebhookSecrets(), Inbox(web.client, web.prefix)))
 
     @app.before_request
     def authenticate():
+        if request.path.startswith("/webhooks/"):
+            return None  # gateways cannot send our credentials: each request's signature is checked instead
         if request.method == "POST" and request.url_rule and not request.is_json:
             # A cross-site form can POST, but not with this content type. (No
             # url_rule: the route takes no POST, which is Flask's 404 or 405.)
@@ -296,6 +304,49 @@ def credentials_for(host: str, username: str | None, password: str | None) -> tu
     show_default=True,
     help="Largest request body in bytes; a larger one gets 413 before it is read.",
 )
+@click.option(
+    "--meta-app-secret",
+    envvar="META_APP_SECRET",
+    default=None,
+    show_envvar=True,
+    help="The Meta app's secret: signs the Cloud API's webhooks (X-Hub-Signature-256). Unset: /webhooks/meta is 404.",
+)
+@click.option(
+    "--meta-verify-token",
+    envvar="META_VERIFY_TOKEN",
+    default=None,
+    show_envvar=True,
+    help="The token you gave Meta when subscribing the webhook; GET /webhooks/meta echoes the challenge for it.",
+)
+@click.option(
+    "--waha-webhook-key",
+    envvar="WAHA_WEBHOOK_KEY",
+    default=None,
+    show_envvar=True,
+    help="The HMAC key of WAHA's webhook (its hmac.key). Unset: /webhooks/waha is 404.",
+)
+@click.option(
+    "--gowa-webhook-secret",
+    envvar="GOWA_WEBHOOK_SECRET",
+    default=None,
+    show_envvar=True,
+    help="gowa's WHATSAPP_WEBHOOK_SECRET, which signs its webhooks. Unset: /webhooks/gowa is 404.",
+)
+@click.option(
+    "--opt-out-keywords",
+    envvar="OPT_OUT_KEYWORDS",
+    default=None,
+    show_envvar=True,
+    help="Comma-separated replies that opt a phone out; case and spacing do not count."
+    " [default: STOP,UNSUBSCRIBE,BERHENTI]",
+)
+@click.option(
+    "--opt-in-keywords",
+    envvar="OPT_IN_KEYWORDS",
+    default=None,
+    show_envvar=True,
+    help="Comma-separated replies that take a phone off the opt-out list. [default: START]",
+)
 def main(
     host,
     port,
@@ -308,6 +359,12 @@ def main(
     max_body,
     template_column,
     text_column,
+    meta_app_secret,
+    meta_verify_token,
+    waha_webhook_key,
+    gowa_webhook_secret,
+    opt_out_keywords,
+    opt_in_keywords,
     **options,
 ):
     """Serve /api/status, /api/pause, /api/resume, /api/resend, /api/messages
@@ -334,12 +391,18 @@ def main(
                 identifier(name, variable)
         rules = IngestRules(set(), template, text, template_column, text_column, region)
         web = Web(open_table, connect(check_redis_url(options["redis_url"])), options["key_prefix"], of, rules)
+        secrets = WebhookSecrets(meta_app_secret, meta_verify_token, waha_webhook_key, gowa_webhook_secret)
+        store = ReceiptStore(open_table())
+        store.create_tables()
+        writer = ReceiptWriter(
+            Inbox(web.client, web.prefix), store, OptOutRules.parse(opt_out_keywords, opt_in_keywords)
+        )
         # waitress itself refuses a body of max_request_body_size bytes or more,
         # by its Content-Length or as a chunked one arrives, so a big body is
         # never read whole; Flask's MAX_CONTENT_LENGTH would only see it after
-        # waitress had spooled all of it.
-        server = waitress.create_server(
-            create_app(web, auth), host=host, port=port, threads=4, max_request_body_size=max_body + 1
+        # waitress had spooled all of it. (types-waitress lacks create_server.)
+        server = waitress.create_server(  # type: ignore[attr-defined]
+            create_app(web, auth, secrets), host=host, port=port, threads=4, max_request_body_size=max_body + 1
         )
     except CampaignError as exc:
         click.echo(f"web: error: {exc}", err=True)
@@ -349,10 +412,13 @@ def main(
         sys.exit(2)
     log.info("listening on http://%s:%s", host, server.effective_port)
     signal.signal(signal.SIGTERM, stop)
+    writer.start()
     try:
         server.run()
     except KeyboardInterrupt:
         pass
+    finally:
+        writer.stop()
 
 
 for _option in reversed(SERVICE_OPTIONS + CONTENT_COLUMN_OPTIONS):

@@ -31,6 +31,7 @@ from common.queue.leases import LeaseKeeper
 from common.queue.pause import PauseSwitch
 from common.settings import Settings
 from common.store.campaign import Attempt, CampaignTable, Failure, Row, RowRejected, idempotency_key
+from common.store.receipts import OPT_OUT_TABLE, OPTED_OUT, ReceiptStore
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,19 @@ class Outcomes:
 
 
 class Consumer:
-    def __init__(self, settings: Settings, table: CampaignTable, queue: JobQueue, senders: Sequence[Sender]):
+    def __init__(
+        self,
+        settings: Settings,
+        table: CampaignTable,
+        queue: JobQueue,
+        senders: Sequence[Sender],
+        opt_outs: ReceiptStore | None = None,
+    ):
         self.settings = settings
         self.table = table
         self.queue = queue
         self.senders = SenderPool.build(senders, queue.redis, settings)
+        self.opt_outs = opt_outs or ReceiptStore(table)  # the opt-out list, on the table's connection
         self.window = settings.send_window()
         self.pause = PauseSwitch(queue.redis, settings.key_prefix, settings.partition)
         self.partition_label = str(settings.partition)
@@ -97,6 +106,7 @@ class Consumer:
 
     def initialize(self) -> None:
         self.table.check(need_failure_table=True)
+        self.opt_outs.create_tables(OPT_OUT_TABLE)
         self.queue.depth()
         self.senders.probe()
         self.leases.start()
@@ -175,14 +185,27 @@ class Consumer:
         # A claim for a row whose send is still in flight lapses: Redis lost the
         # job meanwhile and it was queued again; the send in flight records it.
         starting = [c for c in claims if c.row_id in pending and c.row_id not in self.in_flight]
-        self.leases.hold([c.row_id for c in starting], lease)
-        messages = []
+        plans = []
         for claim in starting:
             row = pending[claim.row_id]
             job = with_row_params(claim.job, row) if claim.job else self.rebuilt_job(claim, row)
-            if message := self.message_for(job, row.generation):
+            plans.append((job, self.plan(job, row.generation)))
+        try:
+            opted_out = self.opt_outs.opted_out_among(p.phone for _, p in plans if isinstance(p, Message))
+        except ServiceUnavailable:
+            self.mysql_lost()
+            self.queue.reschedule([(c.row_id, c.lease_until_ms, 0, None) for c in starting])
+            raise
+        self.leases.hold([c.row_id for c in starting], lease)
+        messages = []
+        for job, plan in plans:
+            if isinstance(plan, Message) and plan.phone in opted_out:
+                plan = SendResult(Outcome.FAILED, detail=OPTED_OUT)
+            if isinstance(plan, Message):
                 self.in_flight[job.row_id] = job
-                messages.append((job, message))
+                messages.append((job, plan))
+            else:
+                self.ended.append((job, plan))
         self.workers.submit(messages)
         return len(claims)
 
@@ -190,17 +213,15 @@ class Consumer:
         log.warning("job:%d held a value that is not a job; rebuilt it from the row", claim.row_id)
         return Job(claim.row_id, row.phone, params=row.params)
 
-    def message_for(self, job: Job, generation: int) -> Message | None:
-        """The message to send for a claimed job, or None when it ends here:
-        a 2xx already kept in the job is recorded, an unusable phone fails."""
+    def plan(self, job: Job, generation: int) -> Message | SendResult:
+        """The message to send for a claimed job, or its outcome now: a 2xx
+        already kept in the job is recorded, an unusable phone fails."""
         if job.sent:
-            self.ended.append((job, SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)))
-            return None
+            return SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)
         try:
             phone = normalise_phone(job.phone, self.settings.default_region)
         except InvalidPhone as exc:
-            self.ended.append((job, SendResult(Outcome.FAILED, detail=str(exc))))
-            return None
+            return SendResult(Outcome.FAILED, detail=str(exc))
         return Message(job.row_id, phone, idempotency_key(self.settings.table, job.row_id, generation), job.params)
 
     async def send(self, item: tuple[Job, Message]) -> SendResult | None:

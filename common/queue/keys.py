@@ -18,6 +18,8 @@ optional KEY_PREFIX; <N>:<K> is partition K of N.
   lock:<role>:<N>:<K>      run lock of --once and --exclusive runs
   processes                sorted set: process key -> last heartbeat (unix time)
   process:<host>:<pid>:<role>  hash: one process's heartbeat
+  webhook:inbox            list: webhook events acknowledged and not yet written to MySQL
+  webhook:drain            lock held by the web service writing the inbox to MySQL
 """
 
 
@@ -83,3 +85,11 @@ def processes(prefix: str) -> str:
 
 def process(prefix: str, host: str, pid: int, role: str) -> str:
     return f"{prefix}process:{host}:{pid}:{role}"
+
+
+def webhook_inbox(prefix: str) -> str:
+    return f"{prefix}webhook:inbox"
+
+
+def webhook_drain(prefix: str) -> str:
+    return f"{prefix}webhook:drain"

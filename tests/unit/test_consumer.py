@@ -48,6 +48,16 @@ class MemoryTable:
         pass
 
 
+class NoOptOuts:
+    """Nobody opted out (the opt-out list is tested on MySQL)."""
+
+    def create_tables(self, *tables):
+        pass
+
+    def opted_out_among(self, phones):
+        return set()
+
+
 class ScriptedSender:
     name = "scripted"
 
@@ -83,7 +93,7 @@ def make_consumer(fake_redis, rows, sender, **overrides):
     queue = JobQueue(fake_redis, settings.partition)
     queue.enqueue([Job(row_id, phone) for row_id, phone in rows.items()])
     table = MemoryTable(fake_redis, rows)
-    return Consumer(settings, table, queue, [sender]), table, queue
+    return Consumer(settings, table, queue, [sender], NoOptOuts()), table, queue
 
 
 def run_until_idle(consumer, cycles=50):

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.delivery import providers
-from common.delivery.sender import MAX_RETRY_AFTER, MESSAGE_ID_LENGTH, Outcome, SendResult, parse_retry_after
+from common.delivery.providers._json import MESSAGE_ID_LENGTH
+from common.delivery.sender import MAX_RETRY_AFTER, Outcome, SendResult, parse_retry_after
 from common.phones import InvalidPhone, normalise_phone
 from common.process.consumer import retry_delay
 from common.queue.jobs import MAX_ATTEMPTS_KEPT, decode_job

@@ -6,7 +6,7 @@ from common.testing.services import database_url, schema_statements
 
 def test_the_schema_splits_into_its_create_statements_whatever_its_comments_hold(tmp_path):
     statements = schema_statements()
-    assert len(statements) == 5 and all(s.lstrip().startswith("CREATE TABLE") for s in statements)
+    assert len(statements) == 8 and all(s.lstrip().startswith("CREATE TABLE") for s in statements)
     odd = tmp_path / "schema.sql"
     odd.write_text("-- a comment; with a semicolon;\nCREATE TABLE t (\n  v VARCHAR(5) DEFAULT ';'\n);\n")
     assert schema_statements(odd) == ["CREATE TABLE t (\n  v VARCHAR(5) DEFAULT ';'\n)"]

@@ -35,7 +35,9 @@ class Waha:
 
 def sent_id(answer) -> str | None:
     """WAHA answers the sent message. Its id is a string (GOWS),
-    {"_serialized": ...} (WEBJS), or, from NOWEB, only under key.id."""
+    {"_serialized": ...} (WEBJS), or, from NOWEB, only under key.id. We keep
+    the stanza id, the part every engine and every receipt share: acks name
+    the message `true_<chat>_<stanza id>`, which NOWEB's answer never does."""
     if not isinstance(answer, dict):
         return None
     value = answer.get("id")
@@ -43,7 +45,12 @@ def sent_id(answer) -> str | None:
         value = value.get("_serialized")
     if value is None and isinstance(answer.get("key"), dict):
         value = answer["key"].get("id")
-    return message_id(value)
+    return stanza_id(message_id(value))
+
+
+def stanza_id(serialized: str | None) -> str | None:
+    """`true_6281...@c.us_3EB0...` -> `3EB0...`; a bare stanza id stays as it is."""
+    return serialized.rsplit("_", 1)[-1] or None if serialized else None
 
 
 def build(settings) -> Waha:

@@ -1,0 +1,209 @@
+"""Receipts and replies from the gateways' webhooks, through the web service as
+a process over real HTTP, into the real Redis inbox and MySQL: signatures
+per dialect on real sample payloads, duplicates and out-of-order events,
+receipts that come before the send is recorded, and opt-outs honoured by the
+next claimed batch."""
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from common.store.campaign import FAILED, SENT
+from tests.conftest import drain, start_role
+from tests.integration.test_processes import stop
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "webhooks"
+SECRETS = {"meta": "meta-app-secret", "waha": "waha-hmac-key", "gowa": "gowa-webhook-secret"}
+META_ID = "wamid.HBgNNjI4MTIzNDU2Nzg5MBUCABEYEjNFQjBBMUIyQzNENEU1RjYwNzE4AA=="
+STANZA = "3EB0A1B2C3D4E5F60718"  # WAHA's ack names it true_<chat>_<stanza>; gowa's by itself
+
+
+def body_of(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def signed(dialect: str, body: bytes, secret: str | None = None) -> dict:
+    key = (secret or SECRETS[dialect]).encode()
+    if dialect == "waha":
+        digest = hmac.new(key, body, hashlib.sha512).hexdigest()
+        return {"X-Webhook-Hmac": digest, "X-Webhook-Hmac-Algorithm": "sha512"}
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()}
+
+
+def serve(env: dict):
+    process = start_role("common.web", dict(env, WEB_PORT="0"))
+    for line in process.stderr:
+        if match := re.search(r"listening on (http://\S+)", line):
+            return process, match.group(1)
+    raise AssertionError("the web service did not start")
+
+
+@pytest.fixture
+def web(role_env, campaign, real_redis):
+    env = dict(
+        role_env,
+        META_APP_SECRET=SECRETS["meta"],
+        META_VERIFY_TOKEN="verify-me",
+        WAHA_WEBHOOK_KEY=SECRETS["waha"],
+        GOWA_WEBHOOK_SECRET=SECRETS["gowa"],
+    )
+    process, url = serve(env)
+    yield url
+    code, err = stop(process)
+    assert code == 0, err[-500:]
+
+
+def post(url: str, dialect: str, body: bytes, headers: dict) -> requests.Response:
+    return requests.post(
+        f"{url}/webhooks/{dialect}", data=body, headers={"Content-Type": "application/json", **headers}, timeout=5
+    )
+
+
+def eventually(read, timeout: float = 10.0):
+    """What `read()` returns once it is truthy (the writer drains the inbox every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not (value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def receipts(campaign) -> list[tuple]:
+    return list(campaign.query("SELECT gateway, message_id, status FROM delivery_receipts ORDER BY id"))
+
+
+def state(campaign, message_id: str):
+    rows = campaign.query(
+        "SELECT status, error_code, delivered_at IS NOT NULL, read_at IS NOT NULL, campaign_table, row_id"
+        " FROM message_states WHERE message_id = %s",
+        (message_id,),
+    )
+    return rows[0] if rows else None
+
+
+@pytest.mark.parametrize(
+    "dialect,fixture,stored",
+    [
+        (
+            "meta",
+            "meta_statuses",
+            {
+                ("meta", META_ID, "sent"),
+                ("meta", META_ID, "delivered"),
+                ("meta", META_ID, "read"),
+                ("meta", "wamid.HBgNNjI4MTIzNDU2Nzg5MBUCABEYEjNFQjBENEU1RjYwNzE4MjkzQTQxAA==", "failed"),
+            },
+        ),
+        ("waha", "waha_message_ack", {("waha", STANZA, "read")}),
+        ("gowa", "gowa_message_ack", {("gowa", STANZA, "delivered")}),
+    ],
+)
+def test_a_signed_receipt_is_stored_and_a_forged_or_unsigned_one_is_not(web, campaign, dialect, fixture, stored):
+    body = body_of(fixture)
+    assert post(web, dialect, body, {}).status_code == 401
+    assert post(web, dialect, body, signed(dialect, body, secret="an old or wrong secret")).status_code == 403
+    tampered = body.replace(b"6281234567890", b"6289999999999")
+    assert post(web, dialect, tampered, signed(dialect, body)).status_code == 403
+    time.sleep(0.3)  # the writer would have stored them by now
+    assert receipts(campaign) == []
+    answer = post(web, dialect, body, signed(dialect, body))
+    assert answer.status_code == 200, answer.text
+    assert eventually(lambda: len(receipts(campaign)) == len(stored))
+    assert set(receipts(campaign)) == stored
+
+
+def test_a_dialect_without_its_secret_is_not_served(role_env, campaign, real_redis):
+    process, url = serve(dict(role_env, META_APP_SECRET="only-meta"))
+    try:
+        body = body_of("gowa_message_ack")
+        assert post(url, "gowa", body, signed("gowa", body)).status_code == 404
+        assert requests.get(f"{url}/webhooks/meta", params={"hub.mode": "subscribe"}, timeout=5).status_code == 404
+        assert post(url, "nonsense", body, {}).status_code == 404
+        assert post(url, "meta", b"not json", signed("meta", b"not json", "only-meta")).status_code == 400
+    finally:
+        stop(process)
+
+
+def test_meta_subscription_echoes_the_challenge_only_for_our_verify_token(web):
+    asked = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": "verify-me"}
+    answer = requests.get(f"{web}/webhooks/meta", params=asked, timeout=5)
+    assert answer.status_code == 200 and answer.text == "1158201444"
+    wrong = requests.get(f"{web}/webhooks/meta", params={**asked, "hub.verify_token": "guess"}, timeout=5)
+    assert wrong.status_code == 403
+
+
+def meta_status(message_id: str, status: str, at: int, **extra) -> bytes:
+    value = {"messaging_product": "whatsapp", "statuses": [{"id": message_id, "status": status, "timestamp": str(at)}]}
+    value["statuses"][0].update(extra)
+    return json.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [{"value": value}]}]}).encode()
+
+
+def test_receipts_twice_and_out_of_order_count_once_and_in_order(web, campaign):
+    order = [("read", 30), ("delivered", 20), ("read", 30), ("sent", 10), ("delivered", 20)]
+    for status, at in order:
+        body = meta_status("wamid.A", status, 1_750_000_000 + at)
+        assert post(web, "meta", body, signed("meta", body)).status_code == 200
+    assert eventually(lambda: len(receipts(campaign)) == 3)
+    assert sorted(status for _, _, status in receipts(campaign)) == ["delivered", "read", "sent"]
+    assert eventually(lambda: state(campaign, "wamid.A"))[:4] == ("read", None, 1, 1)
+    failed = meta_status("wamid.A", "failed", 1_750_000_100, errors=[{"code": 131026, "title": "undeliverable"}])
+    assert post(web, "meta", failed, signed("meta", failed)).status_code == 200
+    assert eventually(lambda: (state(campaign, "wamid.A") or ("",))[0] == "failed")
+    assert state(campaign, "wamid.A")[:2] == ("failed", "131026")
+    later = meta_status("wamid.A", "read", 1_750_000_200)
+    assert post(web, "meta", later, signed("meta", later)).status_code == 200
+    time.sleep(0.3)
+    assert state(campaign, "wamid.A")[0] == "failed"  # failed is final
+
+
+def test_a_receipt_that_comes_before_the_send_is_recorded_is_matched_when_it_is(web, campaign):
+    campaign.add(1)
+    body = meta_status("wamid.EARLY", "delivered", 1_750_000_000)
+    assert post(web, "meta", body, signed("meta", body)).status_code == 200
+    assert eventually(lambda: state(campaign, "wamid.EARLY"))[4:] == (None, None)
+    campaign.query(
+        "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, http_status, message_id)"
+        " VALUES ('campaign_master_1', 1, 1, 'sent', 200, 'wamid.EARLY')"
+    )
+    assert eventually(lambda: state(campaign, "wamid.EARLY")[5] == 1)
+    assert state(campaign, "wamid.EARLY")[4:] == ("campaign_master_1", 1)
+    assert campaign.query("SELECT campaign_table, row_id FROM delivery_receipts") == (("campaign_master_1", 1),)
+
+
+@pytest.mark.parametrize(
+    "dialect,stop_fixture",
+    [
+        ("meta", "meta_message_text"),
+        ("meta", "meta_message_button"),
+        ("waha", "waha_message"),
+        ("gowa", "gowa_message"),
+    ],
+)
+def test_an_opt_out_reply_is_honoured_from_the_next_claimed_batch(web, campaign, build, mock, dialect, stop_fixture):
+    producer, consumer = build
+    ids = campaign.add(4, phone=lambda i: "6281234567890" if i == 0 else f"62812{i:08d}")
+    body = body_of(stop_fixture)
+    assert post(web, dialect, body, signed(dialect, body)).status_code == 200
+    assert eventually(lambda: campaign.query("SELECT phone, source FROM opt_outs")) == (("6281234567890", dialect),)
+    producer().loop()
+    drain(consumer())
+    states = campaign.states()
+    assert states[ids[0]] == FAILED and campaign.failure_reasons()[ids[0]] == "opted out"
+    assert mock.stats()["requests"] == 1  # the other odd row; the opted-out one never went out
+    assert states[ids[2]] == SENT
+
+
+def test_start_takes_a_phone_off_the_list(web, campaign):
+    stop_body = body_of("meta_message_text")
+    assert post(web, "meta", stop_body, signed("meta", stop_body)).status_code == 200
+    assert eventually(lambda: campaign.query("SELECT phone FROM opt_outs"))
+    start_body = stop_body.replace(b'"body": "STOP"', b'"body": "  start "')
+    assert post(web, "meta", start_body, signed("meta", start_body)).status_code == 200
+    assert eventually(lambda: not campaign.query("SELECT phone FROM opt_outs"))
