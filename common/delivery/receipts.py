@@ -21,6 +21,7 @@ Header = Callable[[str], str | None]  # a request's header by name, None when it
 STATUSES = ("sent", "delivered", "read", "failed")
 RANK = {status: rank for rank, status in enumerate(STATUSES, start=1)}
 TEXT_LENGTH = 255  # of a reply kept for opt-out matching and the record
+EARLIEST, LATEST = 946_684_800, 2_147_483_647  # 2000-01-01 and the last second a TIMESTAMP holds
 STOP_BUTTON = "STOP PROMOTIONS"  # the marketing templates' opt-out quick reply, whatever the keywords
 
 
@@ -60,14 +61,16 @@ def verdict(expected: str, given: str | None) -> str:
 
 
 def timestamp(value) -> float | None:
-    """Unix seconds from a gateway's stamp: seconds or milliseconds, number or string."""
+    """Unix seconds from a gateway's stamp (seconds or milliseconds, number or
+    string), or None for one a TIMESTAMP column cannot hold (1970 to 2038)."""
+    if isinstance(value, bool):
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    if not 0 < number < 1e15:
-        return None
-    return number / 1000 if number > 1e11 else number
+    seconds = number / 1000 if number > 1e11 else number
+    return seconds if EARLIEST <= seconds <= LATEST else None
 
 
 def text_of(value, length: int = TEXT_LENGTH) -> str | None:
@@ -275,8 +278,8 @@ def timestamp_of_iso(value) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        return timestamp(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except (ValueError, OverflowError, OSError):
         return None
 
 

@@ -15,6 +15,7 @@ from common import metrics
 from common.delivery.receipts import Events, OptOutRules, Receipt
 from common.errors import CampaignError, ServiceUnavailable
 from common.queue.inbox import Inbox
+from common.store.campaign import RowRejected
 from common.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
@@ -80,17 +81,36 @@ class ReceiptWriter:
         if taken is None:
             return 0  # another web service is writing
         count, entries = taken
+        if len(entries) < count:
+            log.warning("dropped %d webhook inbox entries this version cannot read", count - len(entries))
         receipts: dict[str, list[Receipt]] = defaultdict(list)
         for gateway, events in entries:
             receipts[gateway] += events.receipts
         for gateway, batch in receipts.items():
-            self.store.add(gateway, batch)
-            for receipt in batch:
+            for receipt in self.stored(gateway, batch):
                 metrics.RECEIPTS.labels(gateway, receipt.status).inc()
         self.apply_replies(entries)
         self.store.match()
         self.inbox.done(count)
         return count
+
+    def stored(self, gateway: str, batch: list[Receipt]) -> list[Receipt]:
+        """Store a batch; if MySQL refuses a value in it, store the receipts one
+        by one and drop (with a line) only those it refuses, so one odd
+        receipt never holds up the inbox behind it."""
+        try:
+            self.store.add(gateway, batch)
+            return batch
+        except RowRejected:
+            pass
+        kept = []
+        for receipt in batch:
+            try:
+                self.store.add(gateway, [receipt])
+                kept.append(receipt)
+            except RowRejected as exc:
+                log.warning("dropped a %s receipt MySQL refused (%s): %s", gateway, receipt.message_id[:40], exc)
+        return kept
 
     def apply_replies(self, entries: list[tuple[str, Events]]) -> None:
         """STOP replies add their phones to the opt-out list, START ones take them off, in the order they came."""

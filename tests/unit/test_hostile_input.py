@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from common.delivery import providers
 from common.delivery.providers._json import MESSAGE_ID_LENGTH
+from common.delivery.receipts import DIALECTS, EARLIEST, LATEST, RANK
 from common.delivery.sender import MAX_RETRY_AFTER, Outcome, SendResult, parse_retry_after
 from common.phones import InvalidPhone, normalise_phone
 from common.process.consumer import retry_delay
@@ -151,3 +152,106 @@ def test_any_job_payload_read_back_from_redis_is_a_job_or_none(raw):
         assert 0 <= job.attempts <= MAX_ATTEMPTS_KEPT
         assert all(isinstance(value, str) for value in job.params.values())
         json.loads(job.encode())
+
+
+# Webhook bodies: the dialects' envelopes with anything inside, and anything at all.
+event_shapes = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "entry": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "changes": st.lists(
+                            st.fixed_dictionaries(
+                                {
+                                    "value": st.fixed_dictionaries(
+                                        {
+                                            "statuses": st.lists(
+                                                st.fixed_dictionaries(
+                                                    {
+                                                        "id": json_values,
+                                                        "status": st.sampled_from(list(RANK)) | json_values,
+                                                        "timestamp": json_values,
+                                                        "errors": json_values,
+                                                    }
+                                                ),
+                                                max_size=3,
+                                            ),
+                                            "messages": st.lists(
+                                                st.fixed_dictionaries(
+                                                    {
+                                                        "from": json_values,
+                                                        "id": json_values,
+                                                        "type": st.sampled_from(["text", "button", "interactive"]),
+                                                        "text": json_values,
+                                                        "button": json_values,
+                                                        "interactive": json_values,
+                                                        "timestamp": json_values,
+                                                    }
+                                                ),
+                                                max_size=2,
+                                            ),
+                                        }
+                                    )
+                                }
+                            ),
+                            max_size=2,
+                        )
+                    }
+                ),
+                max_size=2,
+            )
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "event": st.sampled_from(["message.ack", "message", "message.any", "session.status"]),
+            "timestamp": json_values,
+            "payload": st.fixed_dictionaries(
+                {
+                    "id": json_values,
+                    "ids": json_values,
+                    "ack": st.integers(-2, 5) | json_values,
+                    "fromMe": st.booleans() | json_values,
+                    "is_from_me": st.booleans() | json_values,
+                    "receipt_type": st.sampled_from(["delivered", "read", "read-self", "played"]) | json_values,
+                    "from": json_values,
+                    "body": json_values,
+                    "timestamp": json_values,
+                }
+            ),
+        }
+    ),
+    json_values,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(dialect=st.sampled_from(sorted(DIALECTS)), body=st.one_of(event_shapes.map(json.dumps), bodies()))
+def test_any_webhook_body_reads_as_events_a_row_can_hold_or_none(dialect, body):
+    events = DIALECTS[dialect].read(body.encode("utf-8", "surrogatepass"))
+    if events is None:
+        return
+    for receipt in events.receipts:
+        assert isinstance(receipt.message_id, str) and 0 < len(receipt.message_id) <= MESSAGE_ID_LENGTH
+        assert receipt.status in RANK
+        assert receipt.event_at is None or EARLIEST <= receipt.event_at <= LATEST
+        assert receipt.error_code is None or isinstance(receipt.error_code, str)
+    for reply in events.replies:
+        assert reply.phone.isdigit() and 6 <= len(reply.phone) <= 15
+        assert isinstance(reply.text, str) and len(reply.text) <= 255
+        assert reply.event_at is None or EARLIEST <= reply.event_at <= LATEST
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    dialect=st.sampled_from(sorted(DIALECTS)),
+    headers=st.dictionaries(
+        st.sampled_from(["X-Hub-Signature-256", "X-Webhook-Hmac", "X-Webhook-Hmac-Algorithm"]), st.text(max_size=200)
+    ),
+    body=st.binary(max_size=200),
+)
+def test_any_signature_header_is_a_verdict_and_only_the_right_one_passes(dialect, headers, body):
+    verdict = DIALECTS[dialect].verify("secret", headers.get, body)
+    assert verdict in ("ok", "missing", "wrong")
+    assert verdict != "ok"  # nothing but the HMAC of this body with this secret passes
