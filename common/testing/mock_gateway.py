@@ -3,8 +3,15 @@
 It answers sends the way the Cloud API does, can be told to be slow, to fail or to
 hang, and counts deliveries per idempotency key, so a test can prove that nothing
 was sent twice. Use ``MockWhatsApp`` in-process, or run ``python -m common.mock_whatsapp``.
+
+Given a `receipts_url`, it also hears back like a gateway: after each accepted
+send it posts signed webhooks to that URL (delivered, then read, or failed,
+and now and then a STOP reply) in the send's dialect, from one scheduler
+thread and a few posting threads, however many messages are waiting.
 """
 
+import heapq
+import itertools
 import json
 import logging
 import random
@@ -14,12 +21,14 @@ import struct
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import click
+import requests
 
-from common.testing.dialects import Cloud, dialect_of, parse_body
+from common.testing.dialects import Cloud, Gowa, Inbound, Status, dialect_of, parse_body
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,10 @@ MAX_BODIES = 10_000  # accepted request bodies kept for tests to read, by idempo
 # make every stop(), and so every test, half a second slower.
 POLL_SECONDS = 0.05
 RESET = object()  # answer to a send: reset the connection instead of replying
+RECEIPT_POSTERS = 4  # threads posting webhooks back; their requests are the only concurrency
+RECEIPT_TIMEOUT = 5.0  # seconds for one webhook post
+RECEIPT_BATCH = 1000  # due events taken off the schedule at once
+SECRETS = ("token", "receipts_secret")  # shown as *** in logs
 
 # name: (type, lowest, highest) of each numeric behaviour setting.
 _LIMITS = {
@@ -41,6 +54,11 @@ _LIMITS = {
     "hang_seconds": (float, 0, float("inf")),
     "reset_rate": (float, 0, 1),
     "trickle_seconds": (float, 0, float("inf")),
+    "delivered_after": (float, 0, float("inf")),
+    "read_after": (float, 0, float("inf")),
+    "read_share": (float, 0, 1),
+    "undelivered_share": (float, 0, 1),
+    "stop_share": (float, 0, 1),
 }
 
 
@@ -64,6 +82,14 @@ class Behaviour:
     success_body: str | None = None  # the body of every 2xx instead of the dialect's: odd gateways' answers
     trickle_seconds: float = 0.0  # spread each answer's body over this long, a byte at a time
     token: str | None = None
+    # Webhooks back after each accepted send; none without receipts_url.
+    receipts_url: str | None = None  # where to post them, e.g. http://127.0.0.1:8000/webhooks/meta
+    receipts_secret: str | None = None  # signs them as the dialect does; unsigned without it
+    delivered_after: float = 1.0  # seconds from the send to "delivered" (or "failed")
+    read_after: float = 2.0  # seconds from "delivered" to "read"
+    read_share: float = 0.6  # share of delivered messages that are read
+    undelivered_share: float = 0.0  # share of accepted sends that fail later (Meta 131026, WAHA ack -1; gowa: silence)
+    stop_share: float = 0.0  # share of recipients who reply STOP
 
     def __post_init__(self):
         for name, (kind, lowest, highest) in _LIMITS.items():
@@ -83,8 +109,13 @@ class Behaviour:
             raise ValueError("success_body must be a string or null")
         if not isinstance(self.plain_body, bool):
             raise ValueError("plain_body must be true or false")
-        if self.token is not None and not (isinstance(self.token, str) and self.token):
-            raise ValueError("token must be a non-empty string or null")
+        for name in SECRETS:
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ValueError(f"{name} must be a non-empty string or null")
+        url = self.receipts_url
+        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            raise ValueError("receipts_url must be an http:// or https:// URL or null")
 
 
 def _error(message, error_type="OAuthException", code=100):
@@ -102,11 +133,13 @@ class MockWhatsApp:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None  # serves _server; both are set or both None
         self._in_flight = 0
+        self._receipts = ReceiptPoster()
         self._clear_records()
 
     def start(self):
         """Listen and serve on a daemon thread; returns self so it can be chained."""
         self._stopping.clear()
+        self._receipts.start()
         self._server = server = _Server(self._address, self)
         self._thread = thread = threading.Thread(
             target=server.serve_forever, args=(POLL_SECONDS,), name="mock-whatsapp", daemon=True
@@ -125,6 +158,7 @@ class MockWhatsApp:
         server.server_close()
         thread.join()
         self._server = self._thread = None
+        self._receipts.stop()
 
     def __enter__(self):
         return self.start()
@@ -152,7 +186,7 @@ class MockWhatsApp:
             raise ValueError(f"unknown settings: {', '.join(unknown)}")
         with self._lock:
             self.behaviour = replace(self.behaviour, **changes)
-        shown = {name: "***" if name == "token" else value for name, value in changes.items()}
+        shown = {name: "***" if name in SECRETS else value for name, value in changes.items()}
         logger.info("behaviour changed: %s", shown)
         return self.config()
 
@@ -160,6 +194,7 @@ class MockWhatsApp:
         """Forget every recorded request, including the attempt counts fail_first uses."""
         with self._lock:
             self._clear_records()
+        self._receipts.clear()
 
     def stats(self):
         """Counts of requests and deliveries, as served at GET /_mock/stats."""
@@ -173,6 +208,7 @@ class MockWhatsApp:
                 "by_status": {str(status): count for status, count in self._by_status.items()},
                 "hung": self._hung,
                 "in_flight": self._in_flight,
+                **self._receipts.stats(),
             }
 
     def deliveries(self):
@@ -258,7 +294,28 @@ class MockWhatsApp:
             success = behaviour.success_body
         elif behaviour.plain_body:
             success = "OK"
+        elif behaviour.receipts_url:
+            # Only an answer that named the message can have receipts the receiver matches.
+            self._schedule_receipts(behaviour, dialect, dialect.sent_id(success), to)
         return self._record(behaviour, status, success, delivery=(key, to, body))
+
+    def _schedule_receipts(self, behaviour, dialect, sent_id, to):
+        """What this message's gateway will tell the receipts URL, and when."""
+        url, secret = behaviour.receipts_url, behaviour.receipts_secret
+        now = time.monotonic()
+        delivered_at = now + behaviour.delivered_after
+        events: list[tuple[float, Status | Inbound]] = []
+        if random.random() < behaviour.undelivered_share:
+            if dialect is not Gowa:  # gowa reports no failure after acceptance
+                events.append((delivered_at, Status(sent_id, to, "failed")))
+        else:
+            events.append((delivered_at, Status(sent_id, to, "delivered")))
+            if random.random() < behaviour.read_share:
+                events.append((delivered_at + behaviour.read_after, Status(sent_id, to, "read")))
+        if random.random() < behaviour.stop_share:
+            events.append((delivered_at + behaviour.read_after, Inbound(to, "STOP")))
+        for due, event in events:
+            self._receipts.schedule(due, dialect, url, secret, event)
 
     def _record(self, behaviour, status, payload, headers=None, delivery=None):
         # The trickle is decided here, with the delivery, so the record of
@@ -279,6 +336,130 @@ class MockWhatsApp:
                 if trickle:
                     self._trickled[key] = self._trickled.get(key, 0) + 1
         return status, payload, headers or {}, trickle
+
+
+class ReceiptPoster:
+    """Webhooks waiting for their time, and the threads that post them.
+
+    One scheduler thread sleeps until the earliest is due, takes every due
+    event, groups them by dialect and URL (the Cloud API batches statuses
+    in one body) and hands the bodies to RECEIPT_POSTERS posting threads:
+    a campaign of 100,000 messages makes 100,000 heap entries, not threads.
+    A post that fails is counted and dropped, never retried, and never
+    touches a send."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._order = itertools.count()  # ties on due time keep their order
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._clear_counts()
+
+    def _clear_counts(self):
+        self._scheduled = self._posted = self._failed = self._posts = self._in_hand = 0
+
+    def start(self):
+        with self._changed:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._pool = ThreadPoolExecutor(RECEIPT_POSTERS, thread_name_prefix="mock-receipts-post")
+            self._thread = threading.Thread(target=self._run, name="mock-receipts", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        """Stop posting; receipts not yet due are dropped."""
+        with self._changed:
+            thread, pool = self._thread, self._pool
+            self._stopping = True
+            self._changed.notify_all()
+        if thread is not None:
+            thread.join()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        with self._changed:
+            self._thread = self._pool = None
+            self._heap.clear()
+
+    def clear(self):
+        with self._changed:
+            self._heap.clear()
+            self._clear_counts()
+
+    def schedule(self, due: float, dialect, url: str, secret: str | None, event) -> None:
+        with self._changed:
+            order = next(self._order)
+            heapq.heappush(self._heap, (due, order, dialect, url, secret, event))
+            self._scheduled += 1
+            if self._heap[0][1] == order:  # sooner than what the scheduler sleeps for
+                self._changed.notify()
+
+    def stats(self) -> dict:
+        with self._changed:
+            return {
+                "receipts_scheduled": self._scheduled,
+                "receipts_pending": len(self._heap) + self._in_hand,
+                "receipts_posted": self._posted,
+                "receipts_failed": self._failed,
+                "receipt_posts": self._posts,
+            }
+
+    def _run(self):
+        while True:
+            with self._changed:
+                while not self._stopping and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._changed.wait(wait)
+                if self._stopping:
+                    return
+                now = time.monotonic()
+                due: list[tuple] = []
+                while self._heap and self._heap[0][0] <= now and len(due) < RECEIPT_BATCH:
+                    due.append(heapq.heappop(self._heap))
+                self._in_hand += len(due)
+            groups: dict = {}
+            for _, _, dialect, url, secret, event in due:
+                groups.setdefault((dialect, url, secret), []).append(event)
+            pool = self._pool
+            for (dialect, url, secret), events in groups.items():
+                try:
+                    bodies = dialect.webhooks(events)
+                except Exception:
+                    logger.exception("could not write %s webhooks", dialect.name)
+                    bodies = []
+                written = sum(count for _, count in bodies)
+                self._settle(len(events) - written, posted=0)  # events with no webhook (gowa's failures)
+                for body, count in bodies:
+                    assert pool is not None
+                    try:
+                        pool.submit(self._post, dialect, url, secret, body, count)
+                    except RuntimeError:  # shut down meanwhile
+                        self._settle(count, posted=0)
+
+    def _post(self, dialect, url, secret, body, count):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        headers = {"Content-Type": "application/json", **dialect.sign(secret, body)}
+        try:
+            answer = session.post(url, data=body, headers=headers, timeout=RECEIPT_TIMEOUT)
+            ok = 200 <= answer.status_code < 300
+            if not ok:
+                logger.debug("%s webhook to %s answered %s", dialect.name, url, answer.status_code)
+        except requests.RequestException as exc:
+            logger.debug("%s webhook to %s failed: %s", dialect.name, url, exc)
+            ok = False
+        self._settle(count, posted=count if ok else 0, failed=0 if ok else count, posts=1)
+
+    def _settle(self, taken, posted, failed=0, posts=0):
+        with self._changed:
+            self._in_hand = max(0, self._in_hand - taken)
+            self._posted += posted
+            self._failed += failed
+            self._posts += posts
 
 
 class _Server(ThreadingHTTPServer):
@@ -487,13 +668,59 @@ class _Handler(BaseHTTPRequestHandler):
     show_envvar=True,
     help="Require 'Authorization: Bearer TOKEN' on sends.",
 )
+@click.option(
+    "--receipts-url",
+    default=None,
+    help="Post signed receipt and reply webhooks here after each accepted send, in the send's dialect"
+    " (e.g. http://127.0.0.1:8000/webhooks/meta); unset: none.",
+)
+@click.option(
+    "--receipts-secret",
+    envvar="MOCK_RECEIPTS_SECRET",
+    show_envvar=True,
+    help="Sign the webhooks as the dialect does (Meta's app secret, WAHA's hmac key, gowa's webhook secret).",
+)
+@click.option(
+    "--delivered-after",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds from a send to its delivered (or failed) receipt.",
+)
+@click.option(
+    "--read-after",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds from delivered to read.",
+)
+@click.option(
+    "--read-share",
+    type=click.FloatRange(0, 1),
+    default=0.6,
+    show_default=True,
+    help="Share of delivered messages that are read.",
+)
+@click.option(
+    "--undelivered-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of accepted sends that fail afterwards (Meta error 131026, WAHA ack -1; gowa reports none).",
+)
+@click.option(
+    "--stop-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of recipients who reply STOP.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request.")
-def main(host, port, verbose, token, **behaviour):
+def main(host, port, verbose, token, receipts_secret, **behaviour):
     """Serve a mock WhatsApp endpoint until SIGTERM or SIGINT.
 
     \b
     Any POST outside /_mock/ is a send, identified by its Idempotency-Key
-    header, or by "to:<to>" without one. Control endpoints:
+    header, or by "to:<to>" without one. With --receipts-url, each accepted
+    send is followed by webhooks to that URL. Control endpoints:
       GET  /_mock/stats, /_mock/deliveries, /_mock/recipients, /_mock/trickled, /_mock/config
       POST /_mock/config (JSON of settings in snake_case), /_mock/reset
       GET  /health
@@ -507,7 +734,7 @@ def main(host, port, verbose, token, **behaviour):
     # signal stays pending for sigwait here. With a Python handler instead, a signal
     # the kernel hands to a server thread never wakes the sleeping main thread.
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    mock = MockWhatsApp(host, port, token=token or None, **behaviour).start()
+    mock = MockWhatsApp(host, port, token=token or None, receipts_secret=receipts_secret or None, **behaviour).start()
     click.echo(f"mock WhatsApp endpoint listening on {mock.url}", err=True)
     signal.sigwait(stop_signals)
     mock.stop()

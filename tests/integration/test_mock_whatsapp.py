@@ -3,14 +3,21 @@
 The ``mock`` fixture (tests/conftest.py) starts a fresh MockWhatsApp on a free port for each test.
 """
 
+import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+
+from common.delivery.providers.waha import sent_id as waha_sent_id
+from common.delivery.receipts import DIALECTS, OptOutRules
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +71,11 @@ def test_send_gets_whatsapp_success_body_and_is_recorded(mock):
         "by_status": {"200": 1},
         "hung": 0,
         "in_flight": 0,
+        "receipts_scheduled": 0,  # no receipts_url: it never hears back
+        "receipts_pending": 0,
+        "receipts_posted": 0,
+        "receipts_failed": 0,
+        "receipt_posts": 0,
     }
 
 
@@ -167,11 +179,29 @@ def test_config_endpoint_changes_behaviour_at_runtime(mock):
         "plain_body": False,
         "success_body": None,
         "trickle_seconds": 0.0,
+        "receipts_url": None,
+        "receipts_secret": None,
+        "delivered_after": 1.0,
+        "read_after": 2.0,
+        "read_share": 0.6,
+        "undelivered_share": 0.0,
+        "stop_share": 0.0,
     }
     assert (failed.status_code, delivered.status_code) == (503, 200)
 
 
-@pytest.mark.parametrize("change", [{"fail_rate": 2}, {"fail_status": 200}, {"no_such_knob": 1}, [1]])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"fail_rate": 2},
+        {"fail_status": 200},
+        {"no_such_knob": 1},
+        [1],
+        {"read_share": 1.5},
+        {"receipts_url": "ftp://x"},
+        {"receipts_secret": ""},
+    ],
+)
 def test_config_endpoint_rejects_bad_settings_and_keeps_the_old_ones(mock, change):
     response = requests.post(f"{mock.url}/_mock/config", json=change, timeout=5)
 
@@ -291,3 +321,217 @@ def test_trickled_deliveries_are_recorded_by_key(mock):
     assert (trickled.status_code, failed.status_code) == (200, 500)
     assert trickled.json()["messages"][0]["id"].startswith("wamid.")
     assert listed == mock.trickled() == {"row-2": 1}
+
+
+# Receipts: the mock hears back like a gateway, in each dialect, to a receiver
+# that checks what the web service's webhook routes check.
+
+RECEIPT_SECRET = "receipt-secret"
+WEBHOOK_OF = {"cloud": "meta", "waha": "waha", "gowa": "gowa"}
+
+
+class Receiver:
+    """A webhook receiver on a free port: keeps each POST's headers and body."""
+
+    def __init__(self, status=200):
+        self.status = status
+        self.posts: list[tuple[dict, bytes]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.posts.append((dict(self.headers), body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/x"
+
+    def events(self, webhook: str, secret: str = RECEIPT_SECRET) -> tuple[list, list]:
+        """Every post read as the web service reads it; each must be signed right."""
+        receipts, replies = [], []
+        dialect = DIALECTS[webhook]
+        with self.lock:
+            posts = list(self.posts)
+        for headers, body in posts:
+            assert dialect.verify(secret, headers.get, body) == "ok"
+            events = dialect.read(body)
+            assert events is not None
+            receipts += events.receipts
+            replies += events.replies
+        return receipts, replies
+
+
+def send_as(mock, dialect: str, phone: str = PHONE) -> str:
+    """One send in a dialect; the message id our provider keeps from the answer."""
+    if dialect == "waha":
+        answer = requests.post(f"{mock.url}/api/sendText", json={"chatId": f"{phone}@c.us", "text": "hi"}, timeout=5)
+        assert answer.status_code == 201
+        return waha_sent_id(answer.json())
+    if dialect == "gowa":
+        body = {"phone": f"{phone}@s.whatsapp.net", "message": "hi"}
+        answer = requests.post(f"{mock.url}/send/message", json=body, timeout=5)
+        assert answer.status_code == 200
+        return answer.json()["results"]["message_id"]
+    answer = send(mock, to=phone)
+    assert answer.status_code == 200
+    return answer.json()["messages"][0]["id"]
+
+
+def settled(mock, seconds: float = 5.0) -> dict:
+    return wait_for_stats(mock, lambda s: s["receipts_pending"] == 0 and s["receipts_scheduled"] > 0, seconds)
+
+
+@pytest.mark.parametrize("dialect", ["cloud", "waha", "gowa"])
+def test_receipts_come_back_signed_in_the_dialect_and_name_the_sent_message(mock, dialect):
+    with Receiver() as receiver:
+        mock.configure(
+            receipts_url=receiver.url, receipts_secret=RECEIPT_SECRET, delivered_after=0, read_after=0.05, read_share=1
+        )
+        sent = {send_as(mock, dialect, phone=f"6281234567{n:02d}") for n in range(3)}
+        stats = settled(mock)
+        receipts, replies = receiver.events(WEBHOOK_OF[dialect])
+
+    assert {(r.message_id, r.status) for r in receipts} == {(i, s) for i in sent for s in ("delivered", "read")}
+    assert len(receipts) == 6 and replies == []
+    assert all(r.event_at for r in receipts)
+    assert (stats["receipts_posted"], stats["receipts_failed"]) == (6, 0)
+
+
+@pytest.mark.parametrize(
+    "dialect,failed", [("cloud", ("failed", "131026")), ("waha", ("failed", None)), ("gowa", None)]
+)
+def test_undelivered_messages_fail_as_the_dialect_says_and_gowa_stays_silent(mock, dialect, failed):
+    with Receiver() as receiver:
+        mock.configure(
+            receipts_url=receiver.url, receipts_secret=RECEIPT_SECRET, delivered_after=0, undelivered_share=1
+        )
+        sent = send_as(mock, dialect)
+        settled(mock)
+        receipts, _ = receiver.events(WEBHOOK_OF[dialect])
+
+    assert [(r.message_id, r.status, r.error_code) for r in receipts] == ([(sent, *failed)] if failed else [])
+
+
+@pytest.mark.parametrize("dialect", ["cloud", "waha", "gowa"])
+def test_a_share_of_recipients_reply_stop_and_it_reads_as_an_opt_out(mock, dialect):
+    with Receiver() as receiver:
+        mock.configure(
+            receipts_url=receiver.url, receipts_secret=RECEIPT_SECRET, delivered_after=0, read_after=0, stop_share=1
+        )
+        send_as(mock, dialect, phone="6281234567890")
+        settled(mock)
+        _, replies = receiver.events(WEBHOOK_OF[dialect])
+
+    assert [(r.phone, r.text) for r in replies] == [("6281234567890", "STOP")]
+    assert OptOutRules().decide(replies[0]) == "out"
+
+
+def test_many_due_meta_statuses_go_in_batched_bodies(mock):
+    with Receiver() as receiver:
+        mock.configure(receipts_url=receiver.url, receipts_secret=RECEIPT_SECRET, delivered_after=0.5, read_share=0)
+        with requests.Session() as session:
+            for n in range(150):
+                session.post(f"{mock.url}/test_camp", json=template_message(f"62812{n:08d}"), timeout=5)
+        stats = settled(mock)
+        receipts, _ = receiver.events("meta")
+
+    assert len({r.message_id for r in receipts}) == 150
+    assert stats["receipts_posted"] == 150 and stats["receipt_posts"] < 150
+
+
+def test_failed_receipt_posts_are_counted_and_never_break_sends(mock):
+    with Receiver(status=503) as refusing:
+        mock.configure(receipts_url=refusing.url, delivered_after=0, read_share=0)
+        assert send(mock).status_code == 200
+        stats = settled(mock)
+    assert (stats["receipts_posted"], stats["receipts_failed"]) == (0, 1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    mock.configure(receipts_url=f"http://127.0.0.1:{closed}/webhooks/meta")
+    assert send(mock).status_code == 200
+    stats = wait_for_stats(mock, lambda s: s["receipts_failed"] == 2)
+    assert stats["receipts_failed"] == 2 and stats["delivered"] == 2
+
+
+def test_without_a_secret_receipts_go_unsigned_and_odd_answers_get_none(mock):
+    with Receiver() as receiver:
+        mock.configure(receipts_url=receiver.url, delivered_after=0, read_share=0)
+        send(mock)
+        settled(mock)
+        mock.configure(success_body='{"ok": true}')
+        send(mock)
+        time.sleep(0.2)
+        posts = list(receiver.posts)
+    assert len(posts) == 1 and "X-Hub-Signature-256" not in posts[0][0]
+    assert mock.stats()["receipts_scheduled"] == 1
+
+
+def test_command_line_receipts_flags_reach_the_config(tmp_path):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "common.mock_whatsapp",
+            "--port",
+            "0",
+            "--receipts-url",
+            "http://127.0.0.1:9/webhooks/meta",
+            "--delivered-after",
+            "0.5",
+            "--read-after",
+            "1.5",
+            "--read-share",
+            "0.25",
+            "--undelivered-share",
+            "0.1",
+            "--stop-share",
+            "0.01",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "MOCK_RECEIPTS_SECRET": "from-env"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = process.stderr.readline().strip().rsplit(" ", 1)[1]
+        config = requests.get(f"{url}/_mock/config", timeout=5).json()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    assert {name: value for name, value in config.items() if name.startswith(("receipts_", "delivered_", "read_"))} | {
+        "undelivered_share": config["undelivered_share"],
+        "stop_share": config["stop_share"],
+    } == {
+        "receipts_url": "http://127.0.0.1:9/webhooks/meta",
+        "receipts_secret": "from-env",
+        "delivered_after": 0.5,
+        "read_after": 1.5,
+        "read_share": 0.25,
+        "undelivered_share": 0.1,
+        "stop_share": 0.01,
+    }
