@@ -122,7 +122,7 @@ class Meta:
     def receipt(status) -> Receipt | None:
         status = mapping(status)
         sent_id, state = message_id(status.get("id")), status.get("status")
-        if sent_id is None or state not in RANK:
+        if sent_id is None or not isinstance(state, str) or state not in RANK:
             return None
         error = mapping((listed(status.get("errors")) or [None])[0])
         return Receipt(
