@@ -1,4 +1,5 @@
-"""A tiny run of the benchmark (bench/run.py), to keep the script working.
+"""A tiny run of the benchmark (bench/run.py) and of the webhook load
+(bench/webhooks.py), to keep the scripts working.
 
 No timing is asserted: only that it finishes, prints its table and ratios,
 proves every row went out once (its exit code) and leaves nothing behind.
@@ -100,4 +101,26 @@ def test_the_benchmark_runs_a_slow_gateway_on_the_async_endpoint():
     assert is_row(lines[1], "reference (2 processes)", "async")
     assert is_row(lines[2], "project (4 processes)", "async")
     assert "target >= 0.9x (aiohttp, 20 ms)" in run.stdout
+    assert_nothing_left(run.stderr)
+
+
+@pytest.mark.parametrize("per_request", ["1", "10"])
+def test_the_webhook_load_stores_every_acknowledged_event(per_request):
+    run = subprocess.run(
+        [sys.executable, "bench/webhooks.py", "--rate", "100", "--seconds", "2", "--events-per-request", per_request],
+        cwd=ROOT,
+        env=dict(
+            os.environ,
+            DATABASE_URL=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            REDIS_URL=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"sent 200 events in {200 // int(per_request)} requests" in run.stdout
+    assert re.search(r"^acknowledged 200 events in [\d.]+ s: [\d,]+ events/s", run.stdout, re.M), run.stdout
+    assert re.search(r"^ack latency ms: p50 [\d.]+ \| p95 [\d.]+ \| p99 [\d.]+ \| max [\d.]+$", run.stdout, re.M)
+    assert re.search(r"^stored 200 \| lost 0 .*\| all stored [\d.]+ s after the last ack", run.stdout, re.M)
     assert_nothing_left(run.stderr)
