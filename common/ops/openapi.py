@@ -6,6 +6,9 @@ tests/integration/test_web_schema.py holds the service to it."""
 
 from common.store.ingest import IDEMPOTENCY_KEY, MAX_BATCH, MAX_VALUE_LENGTH
 
+OPT_OUT_LIST = 100  # entries GET /api/optouts lists unless ?limit= says otherwise
+MAX_OPT_OUT_LIST = 10_000
+
 MESSAGE = {
     "type": "object",
     "required": ["to"],
@@ -63,6 +66,98 @@ RESENT = {
     "additionalProperties": False,
     "properties": {"resent": {"type": "integer", "minimum": 0, "description": "Failed rows set back to pending."}},
 }
+OPT_OUT = {
+    "type": "object",
+    "required": ["phone", "reason", "source", "created_at"],
+    "additionalProperties": False,
+    "properties": {
+        "phone": {"type": "string", "description": "E.164 digits, as messages are sent."},
+        "reason": {"type": "string"},
+        "source": {
+            "type": "string",
+            "description": "meta, waha or gowa (a reply), status (`status optout add`), import, api.",
+        },
+        "created_at": {"type": "string", "description": "When it was added (the database's time, ISO 8601)."},
+    },
+}
+OPT_OUTS = {
+    "type": "object",
+    "required": ["total", "optouts"],
+    "additionalProperties": False,
+    "properties": {
+        "total": {"type": "integer", "minimum": 0, "description": "Phones on the list."},
+        "optouts": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/OptOut"},
+            "description": "The latest ones first.",
+        },
+    },
+}
+PHONES = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": MAX_BATCH,
+    "items": {"type": "string", "example": "+62 812 3456 7890"},
+    "description": "Phone numbers; national ones need DEFAULT_REGION. One that is not a phone is a 400 and "
+    "nothing is changed.",
+}
+OPTED_OUT = {
+    "type": "object",
+    "required": ["added", "already_listed"],
+    "additionalProperties": False,
+    "properties": {"added": {"type": "integer", "minimum": 0}, "already_listed": {"type": "integer", "minimum": 0}},
+}
+OPTED_IN = {
+    "type": "object",
+    "required": ["removed", "not_listed"],
+    "additionalProperties": False,
+    "properties": {"removed": {"type": "integer", "minimum": 0}, "not_listed": {"type": "integer", "minimum": 0}},
+}
+SECONDS = {"type": ["number", "null"], "minimum": 0}
+FUNNEL_ROW = {
+    "type": "object",
+    "required": [
+        "partition",
+        "sent",
+        "delivered",
+        "read",
+        "failed_after_acceptance",
+        "opted_out",
+        "delivery_p50_seconds",
+        "delivery_p95_seconds",
+        "delivery_samples",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "partition": {"type": "string", "description": '"K/N", or "total".'},
+        "sent": {"type": "integer", "minimum": 0, "description": "Rows sent (column3 = 0)."},
+        "delivered": {"type": "integer", "minimum": 0, "description": "Messages delivered, read ones included."},
+        "read": {"type": "integer", "minimum": 0},
+        "failed_after_acceptance": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Messages the gateway accepted and later reported failed.",
+        },
+        "opted_out": {"type": "integer", "minimum": 0, "description": 'Rows failed "opted out", unsent.'},
+        "delivery_p50_seconds": SECONDS,
+        "delivery_p95_seconds": SECONDS,
+        "delivery_samples": {"type": "integer", "minimum": 0},
+    },
+}
+AFTER_SENDING = {
+    "type": ["object", "null"],
+    "description": "What the gateways' receipts said (null on a database without the receipt tables).",
+    "required": ["partitions", "total", "sample_limit"],
+    "additionalProperties": False,
+    "properties": {
+        "partitions": {"type": "array", "items": FUNNEL_ROW},
+        "total": FUNNEL_ROW,
+        "sample_limit": {
+            "type": "integer",
+            "description": "Delivery times are taken over at most this many of the latest delivered messages.",
+        },
+    },
+}
 CHECK = {"enum": ["ok", "unreachable"]}
 HEALTH = {
     "type": "object",
@@ -90,6 +185,7 @@ STATUS = {
         "failure_reasons",
         "recent_failures",
         "sent_per_minute",
+        "after_sending",
     ],
     "properties": {
         "time": {"type": "string"},
@@ -110,6 +206,7 @@ STATUS = {
         "failure_reasons": {"type": "array", "items": {"type": "object"}},
         "recent_failures": {"type": "array", "items": {"type": "object"}},
         "sent_per_minute": {"type": "array", "items": {"type": "object"}},
+        "after_sending": AFTER_SENDING,
     },
 }
 
@@ -200,6 +297,11 @@ def resend(of: int) -> dict:
                 "maximum": of - 1,
                 "description": "Only this partition's rows (id % N = K); without it (or null) all.",
             },
+            "undelivered": {
+                "type": ["boolean", "null"],
+                "description": "true: instead of failed rows, the sent rows whose message failed after the "
+                "gateway accepted it (a failed receipt); not with a reason.",
+            },
         },
     }
     return {
@@ -225,6 +327,71 @@ def resend(of: int) -> dict:
     }
 
 
+def opt_out_change(summary: str, body: dict, answer: str) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, **json_body(body)},
+            "responses": answers(
+                {
+                    "200": {"description": "done", **json_body({"$ref": f"#/components/schemas/{answer}"})},
+                    "400": {
+                        "description": "a body outside this document, or a phone that is not one; nothing was changed",
+                        **AN_ERROR,
+                    },
+                },
+                "401",
+                "403",
+                "413",
+                "415",
+                "503",
+            ),
+        }
+    }
+
+
+def opt_outs() -> dict:
+    return {
+        "get": {
+            "summary": 'The opt-out list: phones consumers never message (their rows fail "opted out"), latest first.',
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_OPT_OUT_LIST, "default": OPT_OUT_LIST},
+                    "description": "How many of the latest to list.",
+                }
+            ],
+            "responses": answers(
+                {
+                    "200": {"description": "the list", **json_body({"$ref": "#/components/schemas/OptOuts"})},
+                    "400": {
+                        "description": f"a limit that is not a whole number from 1 to {MAX_OPT_OUT_LIST:,}",
+                        **AN_ERROR,
+                    },
+                },
+                "401",
+                "403",
+                "503",
+            ),
+        },
+        **opt_out_change(
+            'Add phones to the opt-out list, all or none (source "api"); a phone already there keeps its first reason.',
+            {
+                "type": "object",
+                "required": ["phones"],
+                "additionalProperties": False,
+                "properties": {
+                    "phones": PHONES,
+                    "reason": {"type": ["string", "null"], "description": "Why (cut to 255 characters)."},
+                },
+            },
+            "OptedOut",
+        ),
+    }
+
+
 def document(of: int) -> dict:
     """The document for a service steering `of` partitions."""
     return {
@@ -232,7 +399,8 @@ def document(of: int) -> dict:
         "info": {
             "title": "WhatsApp campaign",
             "version": "1",
-            "description": "Progress of the campaign, pause/resume, re-sending failed rows, and adding messages to it.",
+            "description": "Progress of the campaign, pause/resume, re-sending failed rows, adding messages to it, "
+            "and its opt-out list.",
         },
         "components": {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
@@ -244,6 +412,10 @@ def document(of: int) -> dict:
                 "Resent": RESENT,
                 "Health": HEALTH,
                 "Status": STATUS,
+                "OptOut": OPT_OUT,
+                "OptOuts": OPT_OUTS,
+                "OptedOut": OPTED_OUT,
+                "OptedIn": OPTED_IN,
             },
             "responses": RESPONSES,
         },
@@ -347,6 +519,17 @@ def document(of: int) -> dict:
             "/api/pause": steer("pause", of),
             "/api/resume": steer("resume", of),
             "/api/resend": resend(of),
+            "/api/optouts": opt_outs(),
+            "/api/optouts/remove": opt_out_change(
+                "Take phones off the opt-out list, all or none: consumers message them again.",
+                {
+                    "type": "object",
+                    "required": ["phones"],
+                    "additionalProperties": False,
+                    "properties": {"phones": PHONES},
+                },
+                "OptedIn",
+            ),
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",

@@ -9,6 +9,7 @@ is the same data for scripts. `pause` and `resume` steer it; `resend
 --failed` sends failed rows again.
 """
 
+import csv
 import json
 import sys
 import time
@@ -23,13 +24,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from common.cli import SERVICE_OPTIONS
-from common.errors import CampaignError
+from common.errors import CampaignError, ConfigError
+from common.phones import InvalidPhone, check_region, mask_phone, normalise_phone
 from common.queue import keys
 from common.queue.heartbeat import live_processes
 from common.queue.jobs import RATE_BUCKET, JobQueue, connect, now_ms, redis_failure
 from common.queue.pause import set_paused
 from common.settings import Partition, check_redis_url, identifier, parse_database_url
 from common.store.campaign import FAILED, PENDING, SENT, CampaignTable
+from common.store.receipts import FUNNEL_KEYS, LATENCY_SAMPLE, ReceiptStore, percentile
 
 CHART_MINUTES = 60  # minutes of send history in the snapshot (the dashboard's chart)
 RATE_BUCKETS = 6  # the current bucket and the five before it: about the last minute
@@ -120,8 +123,51 @@ def breaker_views(client: redis.Redis, prefix: str) -> list[dict]:
     return views
 
 
-def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) -> dict:
-    """Everything `status` shows, as plain data (what --json prints)."""
+def after_sending(table: CampaignTable, of: int) -> dict | None:
+    """What the gateways' webhooks said about the rows sent: per partition and
+    in total, messages delivered (read ones included), read, failed after the
+    gateway accepted them, rows failed because their phone opted out, and the
+    seconds from send to delivered (p50, p95) over the latest LATENCY_SAMPLE
+    delivered messages. None on a database without the receipt tables."""
+    store = ReceiptStore(table)
+    try:
+        counts = store.funnel_counts(of)
+        seconds = store.delivery_seconds(of)
+    except ConfigError:
+        return None  # no message_states yet: the web service creates it when it starts
+
+    def view(name: str, counts: dict, samples: list[float]) -> dict:
+        p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
+        return {
+            "partition": name,
+            **counts,
+            "delivery_p50_seconds": None if p50 is None else round(p50, 3),
+            "delivery_p95_seconds": None if p95 is None else round(p95, 3),
+            "delivery_samples": len(samples),
+        }
+
+    everything = sorted(s for k in range(of) for s in seconds[k])
+    return {
+        "partitions": [view(str(Partition(k, of)), counts[k], seconds[k]) for k in range(of)],
+        "total": view("total", {key: sum(c[key] for c in counts.values()) for key in FUNNEL_KEYS}, everything),
+        "sample_limit": LATENCY_SAMPLE,
+    }
+
+
+def with_sent(funnel: dict | None, partitions: list[dict], total: dict) -> dict | None:
+    """The after-sending view headed by the rows sent now (it may be older: see Throttled)."""
+    if funnel is None:
+        return None
+    return {
+        **funnel,
+        "partitions": [{**f, "sent": p["sent"]} for f, p in zip(funnel["partitions"], partitions)],
+        "total": {**funnel["total"], "sent": total["sent"]},
+    }
+
+
+def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int, funnel=None) -> dict:
+    """Everything `status` shows, as plain data (what --json prints). `funnel()`
+    gives the after-sending view (default: after_sending, computed now)."""
     counts = table.counts_by_partition(of)
     try:
         processes = live_processes(client, prefix)
@@ -177,6 +223,7 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int) ->
         "failure_reasons": [{"reason": reason, "rows": rows} for reason, rows in table.failure_reasons()],
         "recent_failures": table.recent_failures(),
         "sent_per_minute": history,
+        "after_sending": with_sent((funnel or (lambda: after_sending(table, of)))(), partitions, total),
     }
 
 
@@ -258,6 +305,8 @@ def render(view: dict) -> Group:
         for s in view["senders"]:
             senders.add_row(s["name"], s["state"], s.get("reason") or "")
         items.append(senders)
+    if view.get("after_sending"):
+        items.append(funnel_table(view["after_sending"]))
     if view["failure_reasons"]:
         reasons = Table(
             "rows", "reason", title="Why rows failed", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
@@ -266,6 +315,55 @@ def render(view: dict) -> Group:
             reasons.add_row(f"{r['rows']:,}", r["reason"])
         items.append(reasons)
     return Group(*items)
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def funnel_table(funnel: dict) -> Table:
+    """The "After sending" table: what receipts said about the rows sent."""
+    table = Table(
+        title="After sending (gateway receipts; undelivered: failed after acceptance; p50/p95: seconds from send"
+        f" to delivered, latest {funnel['sample_limit']:,} delivered)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,  # eight columns of millions in 80 characters
+    )
+    table.add_column("partition", no_wrap=True)
+    # undelivered: failed after the gateway accepted it; p50/p95: seconds from send to delivered
+    for name in ("sent", "delivered", "read", "undelivered", "opted out", "p50", "p95"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for p in funnel["partitions"] + [funnel["total"]]:
+        table.add_row(
+            p["partition"],
+            *(f"{p[k]:,}" for k in ("sent", "delivered", "read", "failed_after_acceptance", "opted_out")),
+            seconds(p["delivery_p50_seconds"]),
+            seconds(p["delivery_p95_seconds"]),
+        )
+    return table
+
+
+class Throttled:
+    """A value recomputed at most every `min_age` seconds, or every
+    `cost_factor` times as long as computing it last took: `--watch` redraws
+    every 2 s, the receipt counts of a big campaign take about a second."""
+
+    def __init__(self, compute, min_age: float = 0.0, cost_factor: float = 10.0):
+        self.compute = compute
+        self.min_age = min_age
+        self.cost_factor = cost_factor
+        self.value = None
+        self.expires = 0.0
+
+    def __call__(self):
+        if time.monotonic() >= self.expires:
+            started = time.monotonic()
+            self.value = self.compute()
+            took = time.monotonic() - started
+            self.expires = time.monotonic() + max(self.min_age, self.cost_factor * took)
+        return self.value
 
 
 class CampaignConnections:
@@ -277,9 +375,10 @@ class CampaignConnections:
         self.client = connect(check_redis_url(options["redis_url"]))
         self.prefix = options["key_prefix"]
         self.of = options["of"]
+        self.funnel = Throttled(lambda: after_sending(self.table, self.of))
 
     def snapshot(self) -> dict:
-        return snapshot(self.table, self.client, self.prefix, self.of)
+        return snapshot(self.table, self.client, self.prefix, self.of, self.funnel)
 
 
 def campaign_command(fn):
@@ -381,34 +480,217 @@ def resend_summary(count: int, reason: str | None, partition: Partition | None) 
     )
 
 
+def undelivered_summary(count: int, partition: Partition | None) -> str:
+    return (
+        f"set {count:,} sent row{'' if count == 1 else 's'} whose message failed after acceptance back to pending"
+        + (f" (partition {partition})" if partition else "")
+        + ("; producers queue them within FULL_SCAN_INTERVAL" if count else "")
+    )
+
+
+def open_table(options: dict) -> CampaignTable:
+    return CampaignTable(
+        parse_database_url(options["database_url"]), options["table"], options["phone_column"], options["status_column"]
+    )
+
+
+def fail(exc: CampaignError) -> None:
+    click.echo(f"status: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
 @main.command()
-@click.option("--failed", is_flag=True, help="Required: failed rows are the ones this sets back to pending.")
-@click.option("--reason", metavar="TEXT", default=None, help="Only rows whose failure reason contains TEXT.")
+@click.option("--failed", is_flag=True, help="Set failed rows (column3 = 2) back to pending.")
+@click.option(
+    "--undelivered",
+    is_flag=True,
+    help="Set back to pending the sent rows whose message failed after the gateway accepted it (a failed receipt).",
+)
+@click.option(
+    "--reason", metavar="TEXT", default=None, help="With --failed: only rows whose failure reason contains TEXT."
+)
 @PARTITION
 @click.pass_obj
-def resend(options, failed, reason, partition):
-    """Send failed rows again: set them back to pending and forget why they
-    failed. Each goes out with a new idempotency key (the row's send
+def resend(options, failed, undelivered, reason, partition):
+    """Send failed rows again: set them back to pending (--failed also forgets
+    why they failed). Each goes out with a new idempotency key (the row's send
     generation), so the endpoint does not drop it as a repeat; producers
     queue them on their next full read (within FULL_SCAN_INTERVAL)."""
-    if not failed:
+    if not failed and not undelivered:
         raise click.UsageError(
-            "say which rows to send again: --failed (optionally with --reason TEXT "
-            "and --partition K); sent rows are never re-sent by this command"
+            "say which rows to send again: --failed (optionally with --reason TEXT and --partition K), "
+            "--undelivered (rows whose message failed after acceptance), or both; "
+            "rows delivered or still in flight are never re-sent by this command"
         )
+    if reason and not failed:
+        raise click.UsageError("--reason chooses among failed rows: give it with --failed")
+    lines = []
     try:
         target = Partition(partition, options["of"]) if partition is not None else None
-        table = CampaignTable(
-            parse_database_url(options["database_url"]),
-            options["table"],
-            options["phone_column"],
-            options["status_column"],
-        )
+        table = open_table(options)
         try:
-            count = table.resend_failed(reason, (target.index, target.of) if target else None)
+            if failed:
+                lines.append(
+                    resend_summary(
+                        table.resend_failed(reason, (target.index, target.of) if target else None), reason, target
+                    )
+                )
+            if undelivered:
+                count = ReceiptStore(table).resend_undelivered((target.index, target.of) if target else None)
+                lines.append(undelivered_summary(count, target))
         finally:
             table.close()
     except CampaignError as exc:
-        click.echo(f"status: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    click.echo(resend_summary(count, reason, target))
+        fail(exc)
+    for line in lines:
+        click.echo(line)
+
+
+# The opt-out list
+
+REGION = click.option(
+    "--default-region",
+    envvar="DEFAULT_REGION",
+    default=None,
+    show_envvar=True,
+    help="Country (ISO code, e.g. ID) of national numbers such as 0812...; numbers with a country code need none.",
+)
+IMPORT_CHUNK = 1000  # phones per INSERT
+
+
+def region_of(default_region: str | None) -> str | None:
+    try:
+        return check_region(default_region)
+    except ValueError as exc:
+        fail(ConfigError(f"DEFAULT_REGION: {exc}"))
+        return None  # not reached
+
+
+def phones_given(phones: tuple[str, ...], region: str | None) -> list[str]:
+    """Every phone normalised, or one error line and exit 2 before anything changes."""
+    normalised = []
+    for number, raw in enumerate(phones, 1):
+        try:
+            normalised.append(normalise_phone(raw, region))
+        except InvalidPhone as exc:
+            which = f"phone {number} of {len(phones)}" if len(phones) > 1 else "the phone"
+            fail(ConfigError(f"{which} is not a number to message: {exc}; nothing changed"))
+    return normalised
+
+
+def with_store(options: dict, work):
+    """Run work(store) on the campaign's database; an outage is one line and exit 3."""
+    try:
+        table = open_table(options)
+        try:
+            return work(ReceiptStore(table))
+        finally:
+            table.close()
+    except CampaignError as exc:
+        fail(exc)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+@main.group()
+def optout():
+    """The opt-out list: phones consumers never message (their rows fail
+    "opted out", unsent). Replies such as STOP add to it through the
+    webhooks; these commands change it by hand."""
+
+
+@optout.command("add")
+@click.argument("phones", nargs=-1, required=True)
+@click.option("--reason", default="added by hand", show_default=True, help="Why, kept with each phone.")
+@REGION
+@click.pass_obj
+def optout_add(options, phones, reason, default_region):
+    """Add PHONES to the list (a phone already there keeps its first reason)."""
+    normalised = phones_given(phones, region_of(default_region))
+    added = with_store(options, lambda store: store.opt_out(normalised, reason, "status"))
+    unique = len(set(normalised))
+    click.echo(
+        f"added {plural(added, 'phone')} to the opt-out list"
+        + (f", {unique - added:,} already there" if unique - added else "")
+    )
+
+
+@optout.command("remove")
+@click.argument("phones", nargs=-1, required=True)
+@REGION
+@click.pass_obj
+def optout_remove(options, phones, default_region):
+    """Take PHONES off the list: consumers message them again."""
+    normalised = phones_given(phones, region_of(default_region))
+    removed = with_store(options, lambda store: store.opt_in(normalised))
+    unique = len(set(normalised))
+    click.echo(
+        f"removed {plural(removed, 'phone')} from the opt-out list"
+        + (f", {unique - removed:,} not on it" if unique - removed else "")
+    )
+
+
+@optout.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="The latest this many.")
+@click.option(
+    "--show-phones",
+    is_flag=True,
+    envvar="SHOW_PHONES",
+    show_envvar=True,
+    help="Phones in full instead of masked (62******89).",
+)
+@click.pass_obj
+def optout_list(options, limit, show_phones):
+    """The latest phones on the list: phone, source, when, reason."""
+    entries, total = with_store(options, lambda store: (store.opt_outs(limit), store.opt_out_count()))
+    click.echo(
+        f"{plural(total, 'phone')} on the opt-out list"
+        + (f", the latest {len(entries):,}:" if total > len(entries) else (":" if total else ""))
+    )
+    if entries:
+        click.echo(f"{'phone':<16} {'source':<7} {'since':<19} reason")
+    for e in entries:
+        phone = e["phone"] if show_phones else mask_phone(e["phone"])
+        click.echo(f"{phone:<16} {e['source']:<7} {e['created_at'].replace('T', ' '):<19} {e['reason']}")
+
+
+@optout.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--reason", default="imported", show_default=True, help="Why, kept with each phone.")
+@REGION
+@click.pass_obj
+def optout_import(options, file, reason, default_region):
+    """Add the phones in FILE (- for stdin): one a line, or a CSV whose first
+    column is the phone; blank lines and lines starting with # are skipped.
+    Valid phones are added even when some lines are not; each of those is
+    reported with its line number."""
+    region = region_of(default_region)
+    phones: list[str] = []
+    invalid: list[tuple[int, str]] = []
+    with click.open_file(file, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            first = next(csv.reader([text]), [""])
+            try:
+                phones.append(normalise_phone(first[0].strip() if first else "", region))
+            except InvalidPhone as exc:
+                invalid.append((number, str(exc)))
+    unique = sorted(set(phones))
+
+    def add(store: ReceiptStore) -> int:
+        return sum(
+            store.opt_out(unique[i : i + IMPORT_CHUNK], reason, "import") for i in range(0, len(unique), IMPORT_CHUNK)
+        )
+
+    added = with_store(options, add) if unique else 0
+    click.echo(
+        f"added {plural(added, 'phone')}, {len(unique) - added:,} already there"
+        + (f", {len(phones) - len(unique):,} repeated in the file" if len(phones) > len(unique) else "")
+        + f", {len(invalid):,} invalid"
+    )
+    for number, problem in invalid:
+        click.echo(f"line {number}: {problem}")

@@ -1,7 +1,7 @@
 """`python -m common.web`: one small web service over the campaign: a
 dashboard page, the status as JSON, pause and resume, re-sending failed
-rows, an ingest API that adds pending rows, an OpenAPI document and a
-health check.
+rows, an ingest API that adds pending rows, the opt-out list, an OpenAPI
+document and a health check.
 
 HTTP Basic auth guards everything but /health when WEB_USERNAME and
 WEB_PASSWORD are set; without them it only listens on a loopback address.
@@ -27,17 +27,17 @@ from flask import Flask, jsonify, request
 from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
 from common.delivery.receipts import OptOutRules
 from common.errors import CampaignError, ConfigError
-from common.ops.openapi import document
-from common.ops.status import resend_summary, snapshot
+from common.ops.openapi import MAX_OPT_OUT_LIST, OPT_OUT_LIST, document
+from common.ops.status import resend_summary, snapshot, undelivered_summary
 from common.ops.webhooks import WebhookSecrets, webhook_routes
-from common.phones import check_region
+from common.phones import InvalidPhone, check_region, normalise_phone
 from common.process.receipt_writer import ReceiptWriter
 from common.queue.inbox import Inbox
 from common.queue.jobs import connect
 from common.queue.pause import set_paused
 from common.settings import Partition, check_redis_url, identifier, parse_database_url
 from common.store.campaign import CampaignTable, KeyReused, RowRejected
-from common.store.ingest import BadMessage, IngestRules, parse_body, parse_messages, request_key
+from common.store.ingest import MAX_BATCH, BadMessage, IngestRules, parse_body, parse_messages, request_key
 from common.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
@@ -195,20 +195,68 @@ def create_app(web: Web, credentials: tuple[str, str] | None, secrets: WebhookSe
 
     @app.post("/api/resend")
     def resend():
-        """Failed rows back to pending, each to go out with a new idempotency key."""
+        """Failed rows (or, with "undelivered", sent rows whose message failed
+        after acceptance) back to pending, each to go out with a new idempotency key."""
         usage = (
-            f'send {{}} (every failed row), or {{"reason": "text", "partition": K}} (either or both) '
-            f"with K a whole number from 0 to {web.of - 1}"
+            f'send {{}} (every failed row), or {{"reason": "text", "partition": K}} (either or both), '
+            f'or {{"undelivered": true}} (sent rows whose message failed after acceptance, optionally with '
+            f'"partition") with K a whole number from 0 to {web.of - 1}'
         )
-        body = body_fields({"reason", "partition"}, usage)
+        body = body_fields({"reason", "partition", "undelivered"}, usage)
+        reason, undelivered = body.get("reason"), body.get("undelivered")
+        if reason is not None and not isinstance(reason, str):
+            raise BadMessage(usage)
+        if (undelivered is not None and not isinstance(undelivered, bool)) or (undelivered and reason):
+            raise BadMessage(usage)
+        partition = partition_field(body, web.of, usage)
+        where = (partition.index, partition.of) if partition else None
+        if undelivered:
+            count = ReceiptStore(web.table).resend_undelivered(where)
+            summary = undelivered_summary(count, partition)
+        else:
+            count = web.table.resend_failed(reason, where)
+            summary = resend_summary(count, reason, partition)
+        web.status.clear()
+        log.info("%s (through the API)", summary)
+        return jsonify(resent=count)
+
+    @app.get("/api/optouts")
+    def optouts():
+        """The latest phones on the opt-out list (in full: this is the list's
+        own admin API), and how many there are."""
+        raw = request.args.get("limit", str(OPT_OUT_LIST))
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= MAX_OPT_OUT_LIST):
+            raise BadMessage(f"limit must be a whole number from 1 to {MAX_OPT_OUT_LIST:,}")
+        store = ReceiptStore(web.table)
+        return jsonify(total=store.opt_out_count(), optouts=store.opt_outs(int(raw)))
+
+    @app.post("/api/optouts")
+    def opt_out():
+        """Add phones to the opt-out list, all or none (source "api")."""
+        usage = (
+            f'send {{"phones": ["+62 812...", ...], "reason": "text"}}: 1 to {MAX_BATCH:,} phones, '
+            "and an optional reason"
+        )
+        body = body_fields({"phones", "reason"}, usage, required=frozenset({"phones"}))
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise BadMessage(usage)
-        partition = partition_field(body, web.of, usage)
-        count = web.table.resend_failed(reason, (partition.index, partition.of) if partition else None)
-        web.status.clear()
-        log.info("%s (through the API)", resend_summary(count, reason, partition))
-        return jsonify(resent=count)
+        phones = phones_field(body, web.rules.default_region, usage)
+        added = ReceiptStore(web.table).opt_out(phones, reason or "added through the API", "api")
+        log.info("%d phones added to the opt-out list through the API", added)
+        return jsonify(added=added, already_listed=len(set(phones)) - added)
+
+    @app.post("/api/optouts/remove")
+    def opt_in():
+        """Take phones off the opt-out list, all or none. A POST with a JSON
+        body like every other change here (a DELETE's body has no defined
+        meaning in HTTP, and proxies and clients may drop it)."""
+        usage = f'send {{"phones": ["+62 812...", ...]}}: 1 to {MAX_BATCH:,} phones'
+        body = body_fields({"phones"}, usage, required=frozenset({"phones"}))
+        phones = phones_field(body, web.rules.default_region, usage)
+        removed = ReceiptStore(web.table).opt_in(phones)
+        log.info("%d phones taken off the opt-out list through the API", removed)
+        return jsonify(removed=removed, not_listed=len(set(phones)) - removed)
 
     @app.get("/openapi.json")
     def openapi():
@@ -217,14 +265,29 @@ def create_app(web: Web, credentials: tuple[str, str] | None, secrets: WebhookSe
     return app
 
 
-def body_fields(names: set[str], usage: str) -> dict:
+def body_fields(names: set[str], usage: str, required: frozenset[str] = frozenset()) -> dict:
     """A steering POST's body: a JSON object with no field but `names` (no
-    body at all is {}); anything else is a 400 saying `usage`."""
+    body at all is {}) and every one of `required`; anything else is a 400 saying `usage`."""
     raw = request.get_data()
     body = parse_body(raw) if raw else {}
-    if not isinstance(body, dict) or not set(body) <= names:
+    if not isinstance(body, dict) or not set(body) <= names or not required <= set(body):
         raise BadMessage(usage)
     return body
+
+
+def phones_field(body: dict, region: str | None, usage: str) -> list[str]:
+    """The body's "phones", each as E.164 digits; one that is not a phone is a
+    400 naming its place in the list, and nothing is changed."""
+    phones = body.get("phones")
+    if not isinstance(phones, list) or not 1 <= len(phones) <= MAX_BATCH or not all(isinstance(p, str) for p in phones):
+        raise BadMessage(usage)
+    normalised = []
+    for number, raw in enumerate(phones):
+        try:
+            normalised.append(normalise_phone(raw, region))
+        except InvalidPhone as exc:
+            raise BadMessage(f"phone {number}: {exc}; nothing was changed") from None
+    return normalised
 
 
 def partition_field(body: dict, of: int, usage: str) -> Partition | None:
@@ -368,7 +431,7 @@ def main(
     **options,
 ):
     """Serve /api/status, /api/pause, /api/resume, /api/resend, /api/messages
-    (ingest), /openapi.json and /health for the campaign."""
+    (ingest), /api/optouts, /openapi.json and /health for the campaign."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s web %(name)s: %(message)s"
     )

@@ -8,18 +8,21 @@ order. Receipts name a message id, not a row: `match` ties both tables to
 rows through delivery_attempts, now or whenever the send's record appears.
 """
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from common.delivery.receipts import Receipt
 from common.store import schema
-from common.store.campaign import HISTORY_TABLE, CampaignTable, storable
+from common.store.campaign import FAILURE_TABLE, HISTORY_TABLE, PENDING, SENT, CampaignTable, storable
 
 RECEIPT_TABLE = "delivery_receipts"
 STATE_TABLE = "message_states"
 OPT_OUT_TABLE = "opt_outs"
 MATCH_WITHIN_HOURS = 72  # a receipt still unmatched after this is not for a message of ours
 OPTED_OUT = "opted out"
+FUNNEL_KEYS = ("delivered", "read", "failed_after_acceptance", "opted_out")
+LATENCY_SAMPLE = 10_000  # delivered messages the send-to-delivered percentiles are taken over
 
 
 def stamp(seconds: float | None) -> datetime | None:
@@ -152,3 +155,87 @@ class ReceiptStore:
             {"phone": phone, "reason": reason, "source": source, "created_at": created.isoformat()}
             for phone, reason, source, created in rows
         ]
+
+    # The operator's view: the status funnel, re-sending what failed after acceptance
+
+    def funnel_counts(self, of: int) -> dict[int, dict[str, int]]:
+        """{partition index: {delivered, read, failed_after_acceptance, opted_out}}
+        for this campaign table. Messages count by their furthest status, so
+        `delivered` includes those read since. One pass over message_states
+        (about 1 s per million states) and one over the campaign's part of
+        the failure table's primary key."""
+        counts = {index: dict.fromkeys(FUNNEL_KEYS, 0) for index in range(of)}
+        for index, status, rows in self._execute(
+            # The table's rows in order, not row_state: that index lacks the status, and
+            # looking each state up by its message id took 4 s per million, the scan 1 s.
+            f"SELECT row_id %% %s, status, COUNT(*) FROM {STATE_TABLE} IGNORE INDEX (row_state, unmatched)"
+            " WHERE campaign_table = %s AND row_id IS NOT NULL GROUP BY 1, 2",
+            (of, self.table.table),
+        ):
+            view = counts[int(index)]
+            if status in ("delivered", "read"):
+                view["delivered"] += int(rows)
+            if status == "read":
+                view["read"] += int(rows)
+            if status == "failed":
+                view["failed_after_acceptance"] += int(rows)
+        for index, rows in self._execute(
+            f"SELECT row_id %% %s, COUNT(*) FROM {FAILURE_TABLE} WHERE campaign_table = %s AND reason = %s GROUP BY 1",
+            (of, self.table.table, OPTED_OUT),
+        ):
+            counts[int(index)]["opted_out"] = int(rows)
+        return counts
+
+    def delivery_seconds(self, of: int, limit: int = LATENCY_SAMPLE) -> dict[int, list[float]]:
+        """{partition index: seconds from send to delivered}, for the `limit`
+        delivered messages of this campaign with the highest row ids (rows
+        are sent in id order, so these are about the latest: read backwards
+        along the row_state index, never sorting the campaign's states),
+        each with its send's attempt found by message id (by_message). Sorted
+        ascending. A receipt stamped before our own record of the send (the
+        gateway's clock, whole seconds) counts as 0."""
+        samples: dict[int, list[float]] = {index: [] for index in range(of)}
+        for index, micros in self._execute(
+            f"SELECT s.row_id %% %s, TIMESTAMPDIFF(MICROSECOND, a.created_at, s.delivered_at)"
+            f" FROM (SELECT message_id, row_id, delivered_at FROM {STATE_TABLE}"
+            " WHERE campaign_table = %s AND row_id IS NOT NULL AND delivered_at IS NOT NULL"
+            " ORDER BY row_id DESC LIMIT %s) s"
+            f" JOIN {HISTORY_TABLE} a ON a.message_id = s.message_id AND a.outcome = 'sent' AND a.campaign_table = %s",
+            (of, self.table.table, limit, self.table.table),
+        ):
+            samples[int(index)].append(max(int(micros), 0) / 1e6)
+        for values in samples.values():
+            values.sort()
+        return samples
+
+    def resend_undelivered(self, partition: tuple[int, int] | None = None) -> int:
+        """Set back to pending the sent rows whose latest message failed after
+        the gateway accepted it (a 'failed' receipt), in partition (index,
+        of) when given; returns how many. Nothing else is cleared: the failed
+        message keeps its receipts. The row's send generation was raised when
+        it was recorded sent, so it goes out with a new idempotency key; a row
+        already sent again (its latest send is another message) is left alone."""
+        table, status = self.table.table, self.table.status
+        where, args = [f"c.{status} = %s", "s.status = 'failed'"], [table, table, SENT]
+        if partition:
+            where.append("c.id %% %s = %s")
+            args += [partition[1], partition[0]]
+        return self._execute(
+            f"UPDATE {table} c JOIN {STATE_TABLE} s ON s.campaign_table = %s AND s.row_id = c.id"
+            f" SET c.{status} = {PENDING}"
+            f" WHERE s.message_id = (SELECT a.message_id FROM {HISTORY_TABLE} a WHERE a.campaign_table = %s"
+            " AND a.row_id = c.id AND a.outcome = 'sent' ORDER BY a.id DESC LIMIT 1)"
+            f" AND {' AND '.join(where)}",
+            args,
+            count=True,
+        )
+
+    def opt_out_count(self) -> int:
+        return int(self._execute(f"SELECT COUNT(*) FROM {OPT_OUT_TABLE}")[0][0])
+
+
+def percentile(ordered: list[float], share: float) -> float | None:
+    """The nearest-rank percentile of an ascending list (None when empty)."""
+    if not ordered:
+        return None
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]

@@ -1,4 +1,5 @@
-"""Status, heartbeats and pause/resume against the real services and processes."""
+"""Status, heartbeats and pause/resume against the real services and processes;
+the after-sending funnel from receipts, and re-sending what failed after acceptance."""
 
 import json
 import subprocess
@@ -6,12 +7,16 @@ import sys
 import time
 
 import pytest
+import requests
 
+from common.delivery.receipts import Receipt
 from common.queue.pause import set_paused
 from common.settings import Partition
-from common.store.campaign import FAILED, PENDING, SENT
+from common.store.campaign import FAILED, PENDING, SENT, CampaignTable
+from common.store.receipts import ReceiptStore
 from tests.conftest import ROOT, drain, drain_queue, run_role, start_role
 from tests.integration.test_processes import ROLES, stop, wait_for
+from tests.integration.test_webhooks import meta_status, post, serve, signed
 
 pytestmark = pytest.mark.integration
 
@@ -230,3 +235,174 @@ def test_resend_against_a_mysql_it_cannot_use_is_one_line_and_its_exit_code(camp
 def test_resend_of_a_partition_outside_of_is_a_config_error(campaign, role_env):
     result = run_status(role_env, "--of", "2", "resend", "--failed", "--partition", "2")
     assert result.returncode == 2 and "0 <= K < N" in result.stderr and "Traceback" not in result.stderr
+
+
+# After sending: what receipts said, and re-sending what failed after acceptance
+
+
+def receipt_store(campaign) -> ReceiptStore:
+    return ReceiptStore(CampaignTable(campaign.target, "campaign_master_1", "column1", "column3"))
+
+
+def sends(campaign) -> dict[int, tuple[str, float]]:
+    """{row id: (message id, when its send was recorded, unix seconds)} of the latest sends."""
+    return {
+        row_id: (message_id, float(at))
+        for row_id, message_id, at in campaign.query(
+            "SELECT row_id, message_id, UNIX_TIMESTAMP(created_at) FROM delivery_attempts"
+            " WHERE outcome = 'sent' ORDER BY id"
+        )
+    }
+
+
+def test_the_funnel_counts_receipts_per_partition_with_delivery_times(campaign, role_env, mock, real_redis):
+    campaign.add(22)
+    campaign.add(2, phone=lambda i: "not-a-phone")  # rows 23, 24: failed, never sent
+    store = receipt_store(campaign)
+    store.opt_out(["6281200000002", "6281200000003"], "STOP", "meta")  # rows 3 and 4
+    for module in ROLES:
+        assert run_role(module, role_env, "--once").returncode == 0
+    sent = sends(campaign)
+    assert len(sent) == 20 and campaign.count(SENT) == 20
+    rows = sorted(sent)
+    delivered, read, failed = rows[:12], rows[:5], rows[12:15]
+    # Delivered i + 1 seconds after the send: 1 s to 12 s; the read ones say so first.
+    receipts = [Receipt(sent[r][0], "read", sent[r][1] + i + 1.5) for i, r in enumerate(read)]
+    receipts += [Receipt(sent[r][0], "delivered", sent[r][1] + i + 1) for i, r in enumerate(delivered)]
+    receipts += [Receipt(sent[r][0], "failed", sent[r][1] + 2, "131026", "undeliverable") for r in failed]
+    receipts += [Receipt(sent[rows[15]][0], "sent", sent[rows[15]][1])]
+    receipts += [Receipt("wamid.NOT-OURS", "delivered", None), Receipt("wamid.OTHER-CAMPAIGN", "read", None)]
+    campaign.query(
+        "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, message_id)"
+        " VALUES ('campaign_other', 1, 1, 'sent', 'wamid.OTHER-CAMPAIGN')"
+    )
+    store.add("meta", receipts)
+    assert store.match() == 17  # 16 of ours and the other campaign's
+
+    after = status_json(role_env)["after_sending"]
+    expected_by_partition = []
+    for k in (0, 1):
+        offsets = sorted(float(i + 1) for i, r in enumerate(delivered) if r % 2 == k)
+        expected_by_partition.append(
+            {
+                "partition": f"{k}/2",
+                "sent": sum(1 for r in rows if r % 2 == k),
+                "delivered": sum(1 for r in delivered if r % 2 == k),
+                "read": sum(1 for r in read if r % 2 == k),
+                "failed_after_acceptance": sum(1 for r in failed if r % 2 == k),
+                "opted_out": 1,
+                "delivery_samples": len(offsets),
+            }
+        )
+    for got, want in zip(after["partitions"], expected_by_partition):
+        assert {key: got[key] for key in want} == want
+    assert {key: after["total"][key] for key in expected_by_partition[0] if key != "partition"} == {
+        "sent": 20,
+        "delivered": 12,
+        "read": 5,
+        "failed_after_acceptance": 3,
+        "opted_out": 2,
+        "delivery_samples": 12,
+    }
+    # Nearest rank over 1..12 s: the 6th and the 12th.
+    assert after["total"]["delivery_p50_seconds"] == pytest.approx(6.0, abs=0.01)
+    assert after["total"]["delivery_p95_seconds"] == pytest.approx(12.0, abs=0.01)
+    assert after["sample_limit"] == 10_000
+    table = status(role_env)
+    assert "After sending" in table
+    total_line = [line for line in table.splitlines() if line.split()[:1] == ["total"]][-1]
+    assert total_line.split() == ["total", "20", "12", "5", "3", "2", "6.0", "12.0"]
+
+
+def test_the_delivery_times_are_taken_over_the_latest_delivered_only(campaign, role_env, mock, real_redis):
+    campaign.add(6)
+    for module in ROLES:
+        assert run_role(module, role_env, "--once").returncode == 0
+    sent = sends(campaign)
+    store = receipt_store(campaign)
+    store.add("meta", [Receipt(sent[r][0], "delivered", sent[r][1] + r) for r in sent])  # row r: r seconds
+    store.match()
+    assert store.delivery_seconds(2, limit=3) == {0: [4.0, 6.0], 1: [5.0]}  # rows 4, 5, 6
+    assert store.delivery_seconds(2) == {0: [2.0, 4.0, 6.0], 1: [1.0, 3.0, 5.0]}
+
+
+def test_a_signed_webhook_receipt_shows_in_the_status_api(role_env, campaign, mock, real_redis):
+    campaign.add(2)
+    for module in ROLES:
+        assert run_role(module, role_env, "--once").returncode == 0
+    sent = sends(campaign)
+    process, url = serve(dict(role_env, META_APP_SECRET="meta-app-secret"))
+    try:
+        body = meta_status(sent[1][0], "read", int(sent[1][1]) + 3)
+        assert post(url, "meta", body, signed("meta", body)).status_code == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            after = requests.get(f"{url}/api/status", timeout=5).json()["after_sending"]
+            if after["total"]["read"]:
+                break
+            time.sleep(0.5)  # the writer stores it within 50 ms; the snapshot is shared for 2 s
+    finally:
+        stop(process)
+    assert after["partitions"][1] | {"delivery_p50_seconds": None, "delivery_p95_seconds": None} == {
+        "partition": "1/2",
+        "sent": 1,
+        "delivered": 1,
+        "read": 1,
+        "failed_after_acceptance": 0,
+        "opted_out": 0,
+        "delivery_p50_seconds": None,
+        "delivery_p95_seconds": None,
+        "delivery_samples": 1,
+    }
+    # Meta stamps whole seconds: 2 to 3 s after our record of the send.
+    assert 2.0 <= after["partitions"][1]["delivery_p50_seconds"] <= 3.0
+    assert after["partitions"][0]["delivered"] == 0
+
+
+def test_resend_undelivered_sets_back_the_rows_whose_message_failed_and_they_go_out_with_a_new_key(
+    campaign, build, mock, role_env, real_redis
+):
+    producer, consumer = build
+    campaign.add(6)
+    producers = [producer(index=k, full_scan_interval=0.01) for k in (0, 1)]
+    consumers = [consumer(index=k) for k in (0, 1)]
+    for p, c in zip(producers, consumers):
+        p.loop()
+        drain(c)
+    assert mock.deliveries() == {f"campaign_master_1:{i}": 1 for i in range(1, 7)}
+    sent = sends(campaign)
+    store = receipt_store(campaign)
+    store.add(
+        "meta",
+        [
+            Receipt(sent[1][0], "failed", None, "131026", "undeliverable"),
+            Receipt(sent[2][0], "failed", None, "131049", "ecosystem limit"),
+            Receipt(sent[3][0], "delivered", None),
+            Receipt(sent[4][0], "read", None),
+        ],
+    )
+    store.match()
+    usage = run_status(role_env, "resend", "--undelivered", "--reason", "x")
+    assert usage.returncode == 2 and "--reason" in usage.stderr
+    assert status(role_env, "resend", "--undelivered", "--partition", "1").strip() == (
+        "set 1 sent row whose message failed after acceptance back to pending (partition 1/2);"
+        " producers queue them within FULL_SCAN_INTERVAL"
+    )
+    assert campaign.states() == {1: PENDING, 2: SENT, 3: SENT, 4: SENT, 5: SENT, 6: SENT}
+    assert status(role_env, "resend", "--undelivered").startswith("set 1 sent row whose")
+    assert campaign.states() == {1: PENDING, 2: PENDING, 3: SENT, 4: SENT, 5: SENT, 6: SENT}
+    assert status(role_env, "resend", "--undelivered").startswith("set 0 sent rows")  # pending ones are not touched
+    assert campaign.failure_reasons() == {} and len(campaign.query("SELECT * FROM message_states")) == 4
+    time.sleep(0.02)  # past the full scan interval: producers read the rows behind their walk
+    for p, c in zip(producers, consumers):
+        p.loop()
+        drain(c)
+    assert mock.deliveries() == {
+        **{f"campaign_master_1:{i}": 1 for i in range(1, 7)},
+        "campaign_master_1:1:1": 1,
+        "campaign_master_1:2:1": 1,
+    }
+    assert campaign.count(SENT) == 6
+    # Their latest message is the new one, which no receipt failed: nothing more to re-send.
+    assert status(role_env, "resend", "--undelivered").startswith("set 0 sent rows")
+    assert campaign.count(SENT) == 6

@@ -1,6 +1,6 @@
 """The web service as a process, over real HTTP: health, status, pause and
-resume, re-sending failed rows, the ingest API, the OpenAPI document, Basic
-auth, and what it answers to bodies too big, too deep or not text."""
+resume, re-sending failed (and undelivered) rows, the ingest API, the OpenAPI
+document, Basic auth, and what it answers to bodies too big, too deep or not text."""
 
 import re
 import shutil
@@ -12,7 +12,9 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from common.store.campaign import FAILED, PENDING
+from common.delivery.receipts import Receipt
+from common.store.campaign import FAILED, PENDING, CampaignTable
+from common.store.receipts import ReceiptStore
 from tests.conftest import run_role, start_role
 from tests.integration.test_processes import stop
 
@@ -182,6 +184,31 @@ def test_resend_needs_credentials_and_sets_back_the_failed_rows_asked_for(web, c
     assert requests.get(f"{web}/api/status", auth=AUTH, timeout=5).json()["total"]["failed"] == 0
 
 
+def test_resend_undelivered_sets_back_the_sent_rows_whose_message_failed_after_acceptance(web, campaign):
+    campaign.add(4)
+    campaign.query("UPDATE campaign_master_1 SET column3 = 0")
+    campaign.query(
+        "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, message_id)"
+        " SELECT 'campaign_master_1', id, 1, 'sent', CONCAT('wamid.', id) FROM campaign_master_1"
+    )
+    campaign.query(
+        "INSERT INTO message_states (message_id, status, campaign_table, row_id) VALUES"
+        " ('wamid.1', 'failed', 'campaign_master_1', 1), ('wamid.2', 'delivered', 'campaign_master_1', 2),"
+        " ('wamid.3', 'failed', 'campaign_master_1', 3), ('wamid.4', 'failed', 'campaign_master_1', 4)"
+    )
+    refused = requests.post(f"{web}/api/resend", json={"undelivered": True}, timeout=5)
+    assert refused.status_code == 401 and campaign.count(PENDING) == 0
+    both = requests.post(f"{web}/api/resend", auth=AUTH, json={"undelivered": True, "reason": "x"}, timeout=5)
+    assert both.status_code == 400 and campaign.count(PENDING) == 0
+    one = requests.post(f"{web}/api/resend", auth=AUTH, json={"undelivered": True, "partition": 0}, timeout=5)
+    assert one.status_code == 200 and one.json() == {"resent": 1}
+    assert campaign.states() == {1: 0, 2: 0, 3: 0, 4: PENDING}
+    rest = requests.post(f"{web}/api/resend", auth=AUTH, json={"undelivered": True}, timeout=5)
+    assert rest.json() == {"resent": 2} and campaign.states() == {1: PENDING, 2: 0, 3: PENDING, 4: PENDING}
+    funnel = requests.get(f"{web}/api/status", auth=AUTH, timeout=5).json()["after_sending"]["total"]
+    assert (funnel["sent"], funnel["delivered"], funnel["failed_after_acceptance"]) == (1, 1, 3)
+
+
 def test_the_openapi_document_lists_every_route(web):
     doc = requests.get(f"{web}/openapi.json", auth=AUTH, timeout=5).json()
     assert doc["openapi"].startswith("3.") and set(doc["paths"]) == {
@@ -192,6 +219,8 @@ def test_the_openapi_document_lists_every_route(web):
         "/api/pause",
         "/api/resume",
         "/api/resend",
+        "/api/optouts",
+        "/api/optouts/remove",
         "/openapi.json",
     }
 
@@ -218,6 +247,17 @@ def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pa
         assert run_role(module, role_env, "--once").returncode == 0
     sent, failed, pending = campaign.count(0), campaign.count(2), campaign.count(PENDING)
     assert sent and pending
+    # Receipts: the first three sent rows delivered 2 s after their send, one of them read, the fourth failed.
+    sends = campaign.query(
+        "SELECT message_id, UNIX_TIMESTAMP(created_at) FROM delivery_attempts WHERE outcome = 'sent' ORDER BY row_id"
+    )
+    store = ReceiptStore(CampaignTable(campaign.target, "campaign_master_1", "column1", "column3"))
+    store.add(
+        "meta",
+        [Receipt(message_id, "delivered", float(at) + 2) for message_id, at in sends[:3]]
+        + [Receipt(sends[0][0], "read", float(sends[0][1]) + 5), Receipt(sends[3][0], "failed", None)],
+    )
+    store.match()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         page = browser.new_page(
@@ -233,6 +273,13 @@ def test_the_dashboard_shows_the_databases_numbers_on_a_phone_and_its_buttons_pa
         assert "not a number" in page.inner_text("#failures") or "characters" in page.inner_text("#failures")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
         assert page.locator("#chart rect").count() == 60
+        funnel = '#funnel tr[data-partition="total"]'
+        assert page.inner_text(f"{funnel} td.sent") == f"{sent:,}"
+        assert page.inner_text(f"{funnel} td.delivered") == f"3{round(300 / sent)} %"  # the count, then its share
+        assert page.inner_text(f"{funnel} td.read") == f"1{round(100 / sent)} %"
+        assert page.inner_text(f"{funnel} td.failed_after_acceptance") == "1"
+        assert page.inner_text(f"{funnel} td.p50") == page.inner_text(f"{funnel} td.p95") == "2.0"
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
         page.click("button.pause:not([data-partition])")
         page.wait_for_function("document.getElementById('state').textContent === 'paused'")

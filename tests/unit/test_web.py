@@ -1,13 +1,16 @@
-"""The status snapshot the web service shares among its clients, and what
-routes answer without reaching MySQL, through Flask's test client."""
+"""The status snapshot the web service shares among its clients (and the
+funnel `status --watch` throttles), and what routes answer without reaching
+MySQL, through Flask's test client."""
 
 import threading
 import time
 
 import pytest
 
+from common.ops.status import Throttled
 from common.ops.web import SharedSnapshot, Web, create_app
 from common.store.ingest import IngestRules
+from common.store.receipts import percentile
 
 
 class SlowCount:
@@ -78,3 +81,51 @@ def test_a_pause_without_a_body_pauses_the_whole_campaign(fake_redis):
 def test_a_resend_body_outside_the_document_is_a_400_before_the_table_is_read(fake_redis, body):
     answer = steering_app(fake_redis).post("/api/resend", json=body)  # the app has no table: reading it would fail
     assert answer.status_code == 400 and "reason" in answer.json["error"]
+
+
+@pytest.mark.parametrize(
+    "route, body",
+    [
+        ("/api/optouts", {"phones": []}),
+        ("/api/optouts", {"phones": "6281234567890"}),
+        ("/api/optouts", {"phones": [6281234567890]}),
+        ("/api/optouts", {"phones": ["6281234567890"], "reason": 7}),
+        ("/api/optouts", {"phones": ["6281234567890"], "source": "me"}),
+        ("/api/optouts", {"reason": "no phones"}),
+        ("/api/optouts", {"phones": ["6281234567890", "0812"]}),  # national, and no DEFAULT_REGION
+        ("/api/optouts/remove", {"phones": ["not a phone"]}),
+        ("/api/optouts/remove", {"phones": ["6281234567890"], "reason": "x"}),
+        ("/api/resend", {"undelivered": "yes"}),
+        ("/api/resend", {"undelivered": True, "reason": "timeout"}),
+    ],
+)
+def test_an_opt_out_or_resend_body_that_is_wrong_is_a_400_before_the_table_is_read(fake_redis, route, body):
+    answer = steering_app(fake_redis).post(route, json=body)  # the app has no table: reading it would fail
+    assert answer.status_code == 400 and answer.json["error"]
+
+
+def test_an_invalid_phone_is_named_by_its_place_in_the_list(fake_redis):
+    answer = steering_app(fake_redis).post("/api/optouts", json={"phones": ["+6281234567890", "12ab"]})
+    assert answer.status_code == 400 and answer.json["error"].startswith("phone 1: phone has characters")
+    assert "nothing was changed" in answer.json["error"]
+
+
+@pytest.mark.parametrize("limit", ["0", "10001", "-1", "1.5", "abc", "\u0661", "9" * 5000])
+def test_a_list_limit_outside_1_to_10000_is_a_400(fake_redis, limit):
+    answer = steering_app(fake_redis).get("/api/optouts", query_string={"limit": limit})
+    assert answer.status_code == 400 and "limit" in answer.json["error"]
+
+
+def test_the_funnel_is_recounted_at_most_every_ten_times_its_cost():
+    count = SlowCount(0.05)
+    throttled = Throttled(count)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.2:
+        throttled()
+    assert 2 <= count.calls <= 3
+
+
+def test_percentiles_are_nearest_rank():
+    ordered = [float(n) for n in range(1, 13)]
+    assert (percentile(ordered, 0.5), percentile(ordered, 0.95)) == (6.0, 12.0)
+    assert percentile([3.0], 0.95) == 3.0 and percentile([], 0.5) is None
