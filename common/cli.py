@@ -86,6 +86,13 @@ SHARED_OPTIONS = (
     + CONTENT_COLUMN_OPTIONS
     + [
         click.option(
+            "--timezone",
+            envvar="SEND_TIMEZONE",
+            default=None,
+            show_envvar=True,
+            help="Time zone of --window, --start-at and schedule times, like Asia/Jakarta. Default: the host's.",
+        ),
+        click.option(
             "--interval",
             "poll_interval",
             envvar="POLL_INTERVAL",
@@ -182,6 +189,36 @@ SHARED_OPTIONS = (
 
 PRODUCER_OPTIONS = [
     click.option(
+        "--schedule-column",
+        envvar="SCHEDULE_COLUMN",
+        default=None,
+        show_envvar=True,
+        help="A DATETIME column holding each row's send time (in SEND_TIMEZONE); a row is not sent "
+        "before it, and an empty one means now.",
+    ),
+    click.option(
+        "--start-at",
+        envvar="START_AT",
+        default=None,
+        show_envvar=True,
+        help="Hold the whole campaign until then, like '2026-12-07 09:00' (in SEND_TIMEZONE).",
+    ),
+    click.option(
+        "--valid-for",
+        envvar="VALID_FOR",
+        default=None,
+        show_envvar=True,
+        help="A row still unsent this long after its send time (or its first queueing) fails with "
+        "'expired' instead of going out late: 3h, 90m, 1h30m. Default: no limit.",
+    ),
+    click.option(
+        "--valid-for-column",
+        envvar="VALID_FOR_COLUMN",
+        default=None,
+        show_envvar=True,
+        help="A column holding a row's own validity (3h, 90m); rows where it is empty use VALID_FOR.",
+    ),
+    click.option(
         "--max-queued",
         envvar="MAX_QUEUED",
         type=int,
@@ -247,13 +284,6 @@ CONSUMER_OPTIONS = [
         show_envvar=True,
         help="Hours sends may start, like 09:00-18:00 (22:00-06:00 spans midnight). Outside it "
         "nothing is claimed; rows wait. Default: any time.",
-    ),
-    click.option(
-        "--timezone",
-        envvar="SEND_TIMEZONE",
-        default=None,
-        show_envvar=True,
-        help="Time zone of --window, like Asia/Jakarta. Default: the host's.",
     ),
     click.option(
         "--breaker-failures",

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from common.errors import ConfigError
 from common.phones import check_region
-from common.timing import SendWindow, parse_rate
+from common.timing import SendWindow, moment, parse_duration, parse_rate, zone_of
 
 # The HTTP engines and gateway dialects by name: settings check the names
 # without importing the HTTP clients (tests hold these to common.delivery).
@@ -178,6 +178,11 @@ class Settings:
     breaker_failures: int = 10
     breaker_cooldown: float = 30.0
     breaker_successes: int = 3
+    # Campaign timing (producer)
+    schedule_column: str | None = None  # a row's send time (DATETIME), wall-clock in `timezone`
+    start_at: str | None = None  # no row of the campaign goes out before this moment
+    valid_for: str | None = None  # '3h': a row unsent this long after its time fails "expired"
+    valid_for_column: str | None = None  # a row's own validity ('90m'), when it has one
 
     def __post_init__(self):
         identifier(self.table, "table name")
@@ -214,7 +219,14 @@ class Settings:
             raise ConfigError(f"DEFAULT_REGION: {exc}") from None
         for name in self.params:
             identifier(name, "message variable column (--param)")
-        for column, what in ((self.template_column, "TEMPLATE_COLUMN"), (self.text_column, "TEXT_COLUMN")):
+        self.start_at_epoch()
+        self.valid_for_seconds()
+        for column, what in (
+            (self.template_column, "TEMPLATE_COLUMN"),
+            (self.text_column, "TEXT_COLUMN"),
+            (self.schedule_column, "SCHEDULE_COLUMN"),
+            (self.valid_for_column, "VALID_FOR_COLUMN"),
+        ):
             if column is not None:
                 identifier(column, what)
         placeholders(self.text)  # fails with one line on a placeholder that is not a column name
@@ -230,7 +242,11 @@ class Settings:
     @property
     def message_columns(self) -> tuple[str, ...]:
         """Columns the producer reads with each row and carries in its job."""
-        own = [name for name in (self.template_column, self.text_column) if name]
+        own = [
+            name
+            for name in (self.template_column, self.text_column, self.schedule_column, self.valid_for_column)
+            if name
+        ]
         return tuple(dict.fromkeys([*self.params, *placeholders(self.text), *own]))
 
     def sender_count(self) -> int:
@@ -260,6 +276,18 @@ class Settings:
         """Sends a second allowed per sender (None: no limit), for `count` senders."""
         rates = [parse_rate(rate) if rate else None for rate in listed(self.rate)]
         return rates * count if len(rates) == 1 else rates
+
+    def start_at_epoch(self) -> float | None:
+        """START_AT as unix seconds (wall-clock in SEND_TIMEZONE)."""
+        if not self.start_at:
+            return None
+        try:
+            return moment(self.start_at, zone_of(self.timezone))
+        except ValueError:
+            raise ConfigError(f"START_AT {self.start_at!r} is not a time like 2026-12-07 09:00") from None
+
+    def valid_for_seconds(self) -> float | None:
+        return parse_duration(self.valid_for) if self.valid_for else None
 
     def send_window(self) -> SendWindow | None:
         return SendWindow.parse(self.window, self.timezone) if self.window else None

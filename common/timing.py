@@ -1,6 +1,7 @@
-"""Reading a campaign's timing settings: send rates ('80/s') and the daily
-send window ('09:00-18:00' in a time zone). Plain values, no I/O: settings
-check them at start-up, the consumer's loop and the pacer use them.
+"""Reading a campaign's timing settings: send rates ('80/s'), the daily
+send window ('09:00-18:00' in a time zone), durations ('3h') and moments
+('2026-12-07 09:00'). Plain values, no I/O: settings check them at start-up;
+the producer, the consumer's loop and the pacer use them.
 """
 
 import re
@@ -45,11 +46,7 @@ class SendWindow:
         start, end = (clock(int(m[1]), int(m[2])) for m in times if m)
         if start == end:
             raise ConfigError(f"send window {text!r} is empty")
-        try:
-            zone = ZoneInfo(timezone) if timezone else None
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"time zone {timezone!r} is unknown (use a name like Asia/Jakarta)") from None
-        return cls(start, end, zone)
+        return cls(start, end, zone_of(timezone))
 
     def local(self, at: datetime | None) -> datetime:
         """`at` (default: now) in the window's zone; astimezone(None) is the host's."""
@@ -73,3 +70,39 @@ class SendWindow:
 
     def __str__(self) -> str:
         return f"{self.start:%H:%M}-{self.end:%H:%M} {self.zone or 'local time'}"
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
+SECONDS_PER = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str | None) -> float:
+    """'3h', '90m', '1h30m', '2d', '45s' or a plain number of seconds → seconds."""
+    spoken = (text or "").strip()
+    try:
+        seconds = float(spoken)
+    except ValueError:
+        parts = DURATION.findall(spoken)
+        if not parts or "".join(f"{n}{u}" for n, u in parts).lower() != re.sub(r"\s+", "", spoken).lower():
+            raise ConfigError(f"duration {text!r} is not like 3h, 90m, 1h30m or 3600") from None
+        seconds = sum(float(n) * SECONDS_PER[u.lower()] for n, u in parts)
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"duration {text!r} must be positive")
+    return seconds
+
+
+def zone_of(timezone: str | None) -> ZoneInfo | None:
+    """SEND_TIMEZONE as a zone; None is the host's local time."""
+    try:
+        return ZoneInfo(timezone) if timezone else None
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"time zone {timezone!r} is unknown (use a name like Asia/Jakarta)") from None
+
+
+def moment(text: str, zone: ZoneInfo | None) -> float:
+    """'2026-12-07 09:00' (or a date, or ISO with an offset) as unix seconds;
+    a time without an offset is wall-clock time in `zone`. ValueError if it is not one."""
+    value = datetime.fromisoformat(text.strip())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone) if zone else value.astimezone()
+    return value.timestamp()

@@ -26,7 +26,7 @@ from common.delivery.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, Se
 from common.delivery.workers import Sends
 from common.errors import ServiceUnavailable
 from common.phones import InvalidPhone, mask_phone, normalise_phone
-from common.queue.jobs import Claim, Job, JobQueue
+from common.queue.jobs import Claim, Job, JobQueue, now_ms
 from common.queue.leases import LeaseKeeper
 from common.queue.pause import PauseSwitch
 from common.settings import Settings
@@ -40,6 +40,7 @@ RECORD_EVERY = 0.1  # seconds between bookkeeping writes while sends stream
 MAX_RETRY_DELAY = 600.0
 HISTORY_BACKLOG = 100_000  # history lines kept while MySQL is away; older ones are dropped
 ACCEPTED_EARLIER = "accepted earlier; recorded without sending again"
+EXPIRED = "expired"  # unsent at the end of its validity (VALID_FOR): not sent late
 
 
 def with_row_params(job: Job, row: Row) -> Job:
@@ -218,6 +219,10 @@ class Consumer:
         already kept in the job is recorded, an unusable phone fails."""
         if job.sent:
             return SendResult(Outcome.SENT, detail=ACCEPTED_EARLIER)
+        if job.problem:
+            return SendResult(Outcome.FAILED, detail=job.problem)
+        if job.expired(now_ms()):
+            return SendResult(Outcome.FAILED, detail=EXPIRED)
         try:
             phone = normalise_phone(job.phone, self.settings.default_region)
         except InvalidPhone as exc:
@@ -234,6 +239,11 @@ class Consumer:
         if not self.may_send(message):
             await turn.give_back()
             return None
+        if job.expired(now_ms()):
+            # Checked again here, after any wait for a paced slot: a message
+            # past its validity never goes out late.
+            await turn.give_back()
+            return SendResult(Outcome.FAILED, detail=EXPIRED)
         result = await turn.send(message)
         if self.mysql_away and result.outcome is Outcome.SENT:
             await asyncio.to_thread(self.remember_at_once, job)

@@ -2,13 +2,64 @@
 
 import logging
 import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from common import metrics
+from common.errors import ConfigError
 from common.queue.jobs import Job, JobQueue
 from common.settings import Settings
-from common.store.campaign import CampaignTable
+from common.store.campaign import CampaignTable, Row
+from common.timing import moment, parse_duration, zone_of
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a row may go out and until when: its schedule (SCHEDULE_COLUMN,
+    wall-clock in SEND_TIMEZONE), held until START_AT, valid for VALID_FOR
+    (or the row's VALID_FOR_COLUMN) after that. Set once, when the row is
+    first queued: SET NX keeps the first payload."""
+
+    schedule_column: str | None = None
+    zone: ZoneInfo | None = None
+    start_at: float | None = None  # unix seconds
+    valid_for: float | None = None  # seconds
+    valid_for_column: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Timing":
+        return cls(
+            settings.schedule_column,
+            zone_of(settings.timezone),
+            settings.start_at_epoch(),
+            settings.valid_for_seconds(),
+            settings.valid_for_column,
+        )
+
+    def job(self, row: Row) -> Job:
+        due, problems = self.start_at, []
+        if self.schedule_column and (text := row.params.get(self.schedule_column)):
+            try:
+                due = max(moment(text, self.zone), due or 0)
+            except (ValueError, OverflowError):
+                problems.append(f"{self.schedule_column} is not a time like 2026-12-07 09:00")
+        valid_for = self.valid_for
+        if self.valid_for_column and (text := row.params.get(self.valid_for_column)):
+            try:
+                valid_for = parse_duration(text)
+            except ConfigError:
+                problems.append(f"{self.valid_for_column} is not a duration like 3h or 90m")
+        valid_until = ((due or time.time()) + valid_for) if valid_for else None
+        return Job(
+            row.id,
+            row.phone,
+            params=row.params,
+            due_ms=int(due * 1000) if due else None,
+            valid_until_ms=int(valid_until * 1000) if valid_until else None,
+            problem="; ".join(problems) or None,
+        )
 
 
 class Producer:
@@ -31,6 +82,7 @@ class Producer:
         self.stopping = False
         self.after_id = 0  # the walk resumes after this row
         self.next_full_scan = 0.0
+        self.timing = Timing.of(settings)
 
     def initialize(self) -> None:
         self.table.check()
@@ -48,7 +100,7 @@ class Producer:
         seen = queued = depth = 0
         pages = self.table.pending_rows(partition.index, partition.of, self.settings.batch_size, self.after_id)
         for page in pages:
-            new, depth = self.queue.enqueue([Job(row.id, row.phone, params=row.params) for row in page])
+            new, depth = self.queue.enqueue([self.timing.job(row) for row in page])
             self.after_id = page[-1].id
             seen += len(page)
             queued += new

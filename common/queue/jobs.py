@@ -31,16 +31,19 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 # SET NX keeps the first payload (and its attempt count); ZADD NX adds the job
 # to the due set without moving a job that is leased or waiting for a retry,
-# and re-adds one whose due entry was lost. Returns {newly queued, queue depth}.
+# and re-adds one whose due entry was lost. A job is due now, or at its
+# scheduled time (ms) if that is later: claims never see it before.
+# ARGV: key prefix, then id, payload, scheduled time (0: none) per job.
+# Returns {newly queued, queue depth}.
 ENQUEUE = (
     NOW
     + """
 local queued = 0
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   if redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 1], 'NX') then
     queued = queued + 1
   end
-  redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+  redis.call('ZADD', KEYS[1], 'NX', math.max(now, tonumber(ARGV[i + 2])), ARGV[i])
 end
 return {queued, redis.call('ZCARD', KEYS[1])}
 """
@@ -142,6 +145,9 @@ class Job:
     # the job next records it without sending again.
     sent: bool = False
     params: dict = field(default_factory=dict)  # column -> text, the row's message variables
+    due_ms: int | None = None  # its send time (unix ms): not claimed before it
+    valid_until_ms: int | None = None  # not sent after it: the row fails "expired"
+    problem: str | None = None  # why the producer could not time it; the row fails with it
 
     def encode(self) -> str:
         value: dict[str, Any] = {"phone": self.phone, "attempts": self.attempts}
@@ -149,7 +155,13 @@ class Job:
             value["sent"] = True
         if self.params:
             value["params"] = self.params
+        for name in ("due_ms", "valid_until_ms", "problem"):
+            if getattr(self, name) is not None:
+                value[name] = getattr(self, name)
         return json.dumps(value, separators=(",", ":"))
+
+    def expired(self, now_ms: int) -> bool:
+        return self.valid_until_ms is not None and now_ms > self.valid_until_ms
 
 
 @dataclass(frozen=True)
@@ -177,13 +189,18 @@ def decode_job(row_id: int, raw: str) -> Job | None:
         value = json.loads(raw)
         phone, attempts, sent = value["phone"], int(value.get("attempts", 0)), value.get("sent", False)
         params = value.get("params", {})
+        due, valid_until, problem = value.get("due_ms"), value.get("valid_until_ms"), value.get("problem")
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         return None
     if (phone is not None and not isinstance(phone, str)) or not isinstance(sent, bool):
         return None
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         return None
-    return Job(row_id, phone, min(max(attempts, 0), MAX_ATTEMPTS_KEPT), sent, params)
+    if not all(t is None or (isinstance(t, int) and not isinstance(t, bool)) for t in (due, valid_until)):
+        return None
+    if problem is not None and not isinstance(problem, str):
+        return None
+    return Job(row_id, phone, min(max(attempts, 0), MAX_ATTEMPTS_KEPT), sent, params, due, valid_until, problem)
 
 
 def redis_failure(what: str, exc: redis.RedisError) -> Exception:
@@ -242,7 +259,7 @@ class JobQueue:
             return 0, self.depth()
         args: list[Any] = [self.job_prefix]
         for job in jobs:
-            args += [job.row_id, job.encode()]
+            args += [job.row_id, job.encode(), job.due_ms or 0]
         queued, depth = self._call("enqueue", self._enqueue, keys=[self.due_key], args=args)
         return queued, depth
 
