@@ -5,8 +5,10 @@ MySQL says what is pending, sent and failed; Redis says what is queued, in
 flight and waiting for a retry, the send rate (per-10 s buckets the
 consumers count into), the processes' heartbeats, the senders' breakers and
 the pause switches. `--watch` redraws until the campaign is done; `--json`
-is the same data for scripts. `pause` and `resume` steer it; `resend
---failed` sends failed rows again.
+is the same data for scripts. MySQL also holds what the gateways' receipts
+said after sending (the "After sending" table). `pause` and `resume` steer
+it; `resend --failed` sends failed rows again, `resend --undelivered` the
+ones whose message failed after acceptance; `optout` keeps the opt-out list.
 """
 
 import csv
@@ -404,10 +406,12 @@ def campaign_command(fn):
 def main(context, watch, every, as_json, **options):
     """Show the campaign's progress: per partition and in total, pending rows,
     queued, in-flight and retrying jobs, sent, failed; the send rate over the
-    last minute and an ETA; live processes, sender breakers, failure reasons.
+    last minute and an ETA; live processes, sender breakers, failure reasons;
+    after sending: delivered, read, undelivered, opted out, send-to-delivered p50/p95.
 
     Subcommands: `pause` and `resume` (the whole campaign, or --partition K),
-    `resend --failed` (send failed rows again)."""
+    `resend --failed` / `--undelivered` (send failed rows, or rows whose
+    message failed after acceptance, again), `optout add|remove|list|import`."""
     try:
         context.obj = options
         if context.invoked_subcommand:
