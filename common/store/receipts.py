@@ -9,8 +9,9 @@ rows through delivery_attempts, now or whenever the send's record appears.
 """
 
 import math
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from decimal import Decimal
 
 from common.delivery.receipts import Receipt
 from common.store import schema
@@ -25,8 +26,15 @@ FUNNEL_KEYS = ("delivered", "read", "failed_after_acceptance", "opted_out")
 LATENCY_SAMPLE = 10_000  # delivered messages the send-to-delivered percentiles are taken over
 
 
-def stamp(seconds: float | None) -> datetime | None:
-    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None) if seconds is not None else None
+# Times go in as unix seconds through FROM_UNIXTIME, so MySQL stores them right
+# whatever the session's time zone (a naive datetime would be read in it).
+STATE_VALUES = "(%s, %s, %s, %s, FROM_UNIXTIME(%s), FROM_UNIXTIME(%s), FROM_UNIXTIME(%s))"
+
+
+def millis(seconds: float) -> Decimal:
+    """Unix seconds as an exact decimal to the millisecond the columns keep: the
+    driver sends a float as a DOUBLE, and 5.0 s read back as 4.999."""
+    return Decimal(f"{seconds:.3f}")
 
 
 class ReceiptStore:
@@ -62,8 +70,9 @@ class ReceiptStore:
         for r in receipts:
             code, title = storable(r.error_code, 32) if r.error_code else None, r.error_title
             title = storable(title, 255) if title else None
-            at = stamp(r.event_at) or datetime.now(UTC).replace(tzinfo=None)
-            events += [gateway, r.message_id, r.status, code, title, stamp(r.event_at)]
+            event_at = millis(r.event_at) if r.event_at is not None else None
+            at = event_at or millis(time.time())
+            events += [gateway, r.message_id, r.status, code, title, event_at]
             states += [
                 r.message_id,
                 r.status,
@@ -76,13 +85,13 @@ class ReceiptStore:
         with self.table.transaction():
             self._execute(
                 f"INSERT IGNORE INTO {RECEIPT_TABLE} (gateway, message_id, status, error_code, error_title, event_at)"
-                f" VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(receipts))}",
+                f" VALUES {', '.join(['(%s, %s, %s, %s, %s, FROM_UNIXTIME(%s))'] * len(receipts))}",
                 events,
             )
             self._execute(
                 f"INSERT INTO {STATE_TABLE} (message_id, status, error_code, error_title,"
                 " delivered_at, read_at, failed_at)"
-                f" VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(receipts))}"
+                f" VALUES {', '.join([STATE_VALUES] * len(receipts))}"
                 " ON DUPLICATE KEY UPDATE"
                 " error_code = IF(VALUES(status) = 'failed', VALUES(error_code), error_code),"
                 " error_title = IF(VALUES(status) = 'failed', VALUES(error_title), error_title),"

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from common.delivery.receipts import Receipt
 from common.store.campaign import FAILED, SENT
+from common.store.receipts import ReceiptStore
 from tests.conftest import drain, start_role
 from tests.integration.test_processes import stop
 
@@ -207,3 +209,14 @@ def test_start_takes_a_phone_off_the_list(web, campaign):
     start_body = stop_body.replace(b'"body": "STOP"', b'"body": "  start "')
     assert post(web, "meta", start_body, signed("meta", start_body)).status_code == 200
     assert eventually(lambda: not campaign.query("SELECT phone FROM opt_outs"))
+
+
+def test_receipt_times_are_stored_right_whatever_the_sessions_time_zone(campaign, table_for, settings_for):
+    table = table_for(settings_for())
+    table._execute("SET time_zone = '+07:00'")
+    ReceiptStore(table).add("meta", [Receipt("wamid.TZ", "delivered", 1_750_857_386.5)])
+    seconds = campaign.query(
+        "SELECT UNIX_TIMESTAMP(event_at), UNIX_TIMESTAMP(s.delivered_at) FROM delivery_receipts r"
+        " JOIN message_states s USING (message_id)"
+    )
+    assert [float(value) for value in seconds[0]] == [1_750_857_386.5, 1_750_857_386.5]
