@@ -102,7 +102,9 @@ CREATE TABLE IF NOT EXISTS message_states (
     updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
     campaign_table VARCHAR(64) NULL,  -- filled in when the message id is found in delivery_attempts
     row_id BIGINT UNSIGNED NULL,
-    KEY row_state (campaign_table, row_id),
+    -- Holds the status too, so the status funnel counts a campaign's
+    -- messages from the index alone.
+    KEY row_state (campaign_table, row_id, status),
     KEY unmatched (row_id, updated_at)
 );
 

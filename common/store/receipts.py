@@ -175,9 +175,9 @@ class ReceiptStore:
         the failure table's primary key."""
         counts = {index: dict.fromkeys(FUNNEL_KEYS, 0) for index in range(of)}
         for index, status, rows in self._execute(
-            # The table's rows in order, not row_state: that index lacks the status, and
-            # looking each state up by its message id took 4 s per million, the scan 1 s.
-            f"SELECT row_id %% %s, status, COUNT(*) FROM {STATE_TABLE} IGNORE INDEX (row_state, unmatched)"
+            # From row_state (campaign table, row id, status) alone: this campaign's
+            # part, no row lookups (a scan of every campaign's states took 1 s per million).
+            f"SELECT row_id %% %s, status, COUNT(*) FROM {STATE_TABLE} FORCE INDEX (row_state)"
             " WHERE campaign_table = %s AND row_id IS NOT NULL GROUP BY 1, 2",
             (of, self.table.table),
         ):
