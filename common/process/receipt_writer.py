@@ -23,7 +23,13 @@ log = logging.getLogger(__name__)
 BATCH = 500  # inbox entries (requests) per MySQL transaction
 IDLE_WAIT = 0.05  # seconds between looks at an empty inbox
 OUTAGE_WAIT = 2.0  # seconds between tries while MySQL or Redis is away
-MATCH_EVERY = 2.0  # seconds between looks for sends recorded after their receipts came
+# Looks for sends recorded after their receipts came: often over the states
+# that changed lately, now and then over all that may still be ours. Receipts
+# for messages sent by other systems never match, so a frequent look over all
+# of them would cost a join per such message every few seconds.
+MATCH_EVERY = 2.0  # seconds
+RECENT_MINUTES = 15
+MATCH_ALL_EVERY = 600.0  # seconds
 
 
 class ReceiptWriter:
@@ -34,6 +40,7 @@ class ReceiptWriter:
         self.stopped = threading.Event()
         self.away: str | None = None  # the outage being waited out, logged once
         self.next_match = 0.0
+        self.next_full_match = 0.0
         self.thread = threading.Thread(target=self.run, name="receipt-writer", daemon=True)
 
     def start(self) -> None:
@@ -69,9 +76,13 @@ class ReceiptWriter:
     def match_due(self) -> None:
         """Receipts can come before the consumer has recorded the send they
         are about: tie them to their rows once it has, even if no more come."""
-        if time.monotonic() >= self.next_match:
-            self.next_match = time.monotonic() + MATCH_EVERY
+        now = time.monotonic()
+        if now >= self.next_full_match:
+            self.next_full_match, self.next_match = now + MATCH_ALL_EVERY, now + MATCH_EVERY
             self.store.match()
+        elif now >= self.next_match:
+            self.next_match = now + MATCH_EVERY
+            self.store.match(RECENT_MINUTES)
 
     def write_batch(self) -> int:
         """Store one batch; returns how many inbox entries it took (0: none waiting)."""
@@ -90,7 +101,7 @@ class ReceiptWriter:
             for receipt in self.stored(gateway, batch):
                 metrics.RECEIPTS.labels(gateway, receipt.status).inc()
         self.apply_replies(entries)
-        self.store.match()
+        self.store.match(RECENT_MINUTES)  # this batch's states changed just now
         self.inbox.done(count)
         return count
 

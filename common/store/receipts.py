@@ -104,14 +104,15 @@ class ReceiptStore:
                 states,
             )
 
-    def match(self) -> int:
+    def match(self, within_minutes: int = MATCH_WITHIN_HOURS * 60) -> int:
         """Tie receipts and states to their rows through the message ids our
-        consumers recorded. Returns the messages newly matched."""
+        consumers recorded, for states that changed in the last `within_minutes`.
+        Returns the messages newly matched."""
         matched = self._execute(
             f"UPDATE {STATE_TABLE} s JOIN {HISTORY_TABLE} a ON a.message_id = s.message_id AND a.outcome = 'sent'"
             " SET s.campaign_table = a.campaign_table, s.row_id = a.row_id"
-            " WHERE s.row_id IS NULL AND s.updated_at > NOW() - INTERVAL %s HOUR",
-            (MATCH_WITHIN_HOURS,),
+            " WHERE s.row_id IS NULL AND s.updated_at > NOW() - INTERVAL %s MINUTE",
+            (within_minutes,),
             count=True,
         )
         if matched:

@@ -220,3 +220,19 @@ def test_receipt_times_are_stored_right_whatever_the_sessions_time_zone(campaign
         " JOIN message_states s USING (message_id)"
     )
     assert [float(value) for value in seconds[0]] == [1_750_857_386.5, 1_750_857_386.5]
+
+
+def test_the_frequent_match_looks_at_recent_states_and_the_full_one_at_all(campaign, table_for, settings_for):
+    """Receipts for messages other systems sent never match: the look every
+    2 s covers states changed in the last minutes, the one every 10 min the rest."""
+    store = ReceiptStore(table_for(settings_for()))
+    campaign.query(
+        "INSERT INTO message_states (message_id, status, updated_at) VALUES ('wamid.OLD', 'delivered', NOW() - INTERVAL 1 HOUR)"
+    )
+    campaign.query(
+        "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, http_status, message_id)"
+        " VALUES ('campaign_master_1', 7, 1, 'sent', 200, 'wamid.OLD')"
+    )
+    assert store.match(15) == 0
+    assert store.match() == 1
+    assert campaign.query("SELECT row_id FROM message_states") == ((7,),)

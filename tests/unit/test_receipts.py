@@ -80,7 +80,7 @@ class RefusingStore:
     def opt_in(self, phones):
         return 0
 
-    def match(self):
+    def match(self, within_minutes=None):
         return 0
 
 
