@@ -227,7 +227,8 @@ def test_the_frequent_match_looks_at_recent_states_and_the_full_one_at_all(campa
     2 s covers states changed in the last minutes, the one every 10 min the rest."""
     store = ReceiptStore(table_for(settings_for()))
     campaign.query(
-        "INSERT INTO message_states (message_id, status, updated_at) VALUES ('wamid.OLD', 'delivered', NOW() - INTERVAL 1 HOUR)"
+        "INSERT INTO message_states (message_id, status, updated_at)"
+        " VALUES ('wamid.OLD', 'delivered', NOW() - INTERVAL 1 HOUR)"
     )
     campaign.query(
         "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, http_status, message_id)"
