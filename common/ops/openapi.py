@@ -538,5 +538,20 @@ def document(of: int) -> dict:
                     ),
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus counters of the web service: receipts by status, refusals, opt-outs.",
+                    "responses": answers(
+                        {
+                            "200": {
+                                "description": "Prometheus text format",
+                                "content": {"text/plain": {"schema": {"type": "string"}}},
+                            }
+                        },
+                        "401",
+                        "403",
+                    ),
+                }
+            },
         },
     }

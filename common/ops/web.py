@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import click
 import redis
 import waitress
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
 from common.delivery.receipts import OptOutRules
@@ -261,6 +262,12 @@ def create_app(web: Web, credentials: tuple[str, str] | None, secrets: WebhookSe
     @app.get("/openapi.json")
     def openapi():
         return jsonify(document(web.of))
+
+    @app.get("/metrics")
+    def prometheus():
+        """This process's Prometheus counters: webhook receipts by status, refused
+        signatures, opt-outs by reply (the roles serve theirs on METRICS_PORT)."""
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
     return app
 

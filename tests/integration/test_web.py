@@ -222,6 +222,7 @@ def test_the_openapi_document_lists_every_route(web):
         "/api/optouts",
         "/api/optouts/remove",
         "/openapi.json",
+        "/metrics",
     }
 
 

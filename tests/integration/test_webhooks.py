@@ -237,3 +237,19 @@ def test_the_frequent_match_looks_at_recent_states_and_the_full_one_at_all(campa
     assert store.match(15) == 0
     assert store.match() == 1
     assert campaign.query("SELECT row_id FROM message_states") == ((7,),)
+
+
+def test_prometheus_counts_receipts_by_status_and_refusals(web, campaign):
+    body = body_of("meta_statuses")
+    assert post(web, "meta", body, {}).status_code == 401
+    assert post(web, "meta", body, signed("meta", body)).status_code == 200
+    assert eventually(lambda: len(receipts(campaign)) == 4)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        text = requests.get(f"{web}/metrics", timeout=5).text
+        if 'campaign_receipts_total{gateway="meta",status="failed"} 1.0' in text:
+            break
+        time.sleep(0.05)
+    for status in ("sent", "delivered", "read", "failed"):
+        assert f'campaign_receipts_total{{gateway="meta",status="{status}"}} 1.0' in text
+    assert 'campaign_webhooks_refused_total{gateway="meta",reason="missing"} 1.0' in text
