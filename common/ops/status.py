@@ -1,24 +1,19 @@
 """`python -m common.status`: how far along the campaign is, how fast, what
 failed and why, and which processes are alive, without reading logs.
 
-MySQL says what is pending, sent and failed; Redis says what is queued, in
-flight and waiting for a retry, the send rate (per-10 s buckets the
-consumers count into), the processes' heartbeats, the senders' breakers and
-the pause switches. `--watch` redraws until the campaign is done; `--json`
-is the same data for scripts. MySQL also holds what the gateways' receipts
-said after sending (the "After sending" table). `pause` and `resume` steer
-it; `resend --failed` sends failed rows again, `resend --undelivered` the
-ones whose message failed after acceptance; `optout` keeps the opt-out list.
+It draws the snapshot (common/ops/snapshot.py) as tables; `--watch` redraws
+until the campaign is done; `--json` is the same data for scripts. `pause`
+and `resume` steer it; `resend --failed` sends failed rows again, `resend
+--undelivered` the ones whose message failed after acceptance; `optout`
+keeps the opt-out list.
 """
 
 import csv
 import json
 import sys
 import time
-from datetime import UTC, datetime
 
 import click
-import redis
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -27,206 +22,13 @@ from rich.table import Table
 
 from common.cli import SERVICE_OPTIONS
 from common.errors import CampaignError, ConfigError
+from common.ops.snapshot import Throttled, after_sending, snapshot
 from common.phones import InvalidPhone, check_region, mask_phone, normalise_phone
-from common.queue import keys
-from common.queue.heartbeat import live_processes
-from common.queue.jobs import RATE_BUCKET, JobQueue, connect, now_ms, redis_failure
+from common.queue.jobs import connect
 from common.queue.pause import set_paused
 from common.settings import Partition, check_redis_url, identifier, parse_database_url
-from common.store.campaign import FAILED, PENDING, SENT, CampaignTable
-from common.store.receipts import FUNNEL_KEYS, LATENCY_SAMPLE, ReceiptStore, percentile
-
-CHART_MINUTES = 60  # minutes of send history in the snapshot (the dashboard's chart)
-RATE_BUCKETS = 6  # the current bucket and the five before it: about the last minute
-
-
-def rate_window(sending_since_ms: int | None) -> float:
-    """Seconds the rate buckets cover: five full ones and the current one so
-    far, or less when sends began more recently than that."""
-    window = (RATE_BUCKETS - 1) * RATE_BUCKET + time.time() % RATE_BUCKET
-    if sending_since_ms is not None:
-        window = min(window, max(time.time() - sending_since_ms / 1000, 1.0))
-    return window
-
-
-# A due set's jobs by what they wait for, on Redis's clock (the one leases
-# and retries are set by), in one step so no job moves between the counts:
-# {due now, waiting for a retry}. A job due later is either leased (claimed:
-# its score is its lease end, and it is in the leased hash KEYS[2]) or put
-# back to wait for a retry; a leased job whose lease lapsed is due now.
-# Heartbeats cannot tell the two apart: they say how many jobs a consumer
-# held up to five seconds ago.
-DUE_COUNTS = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local later = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) > now then later = later - 1 end
-end
-return {redis.call('ZCOUNT', KEYS[1], '-inf', now), later}
-"""
-
-
-def partition_view(
-    table_counts: dict, client: redis.Redis, prefix: str, partition: Partition, processes: list[dict]
-) -> dict:
-    queue = JobQueue(client, partition, prefix)
-    current = int(time.time()) // RATE_BUCKET
-    buckets = [f"{keys.sent_at_prefix(prefix, partition)}{b}" for b in range(current - RATE_BUCKETS + 1, current + 1)]
-    pipe = client.pipeline(transaction=False)
-    client.register_script(DUE_COUNTS)(keys=[queue.due_key, queue.leased_key], client=pipe)
-    pipe.mget(buckets)
-    pipe.exists(keys.paused(prefix, partition))
-    pipe.hmget(queue.stats_key, ["retried", "reclaimed"])
-    pipe.get(queue.sending_since_key)
-    (ready, waiting_retry), sent_counts, paused, (retried, reclaimed), since = pipe.execute()
-    in_flight = sum(
-        int(p.get("in_flight", 0))
-        for p in processes
-        if p.get("role") == "consumer" and p.get("partition") == str(partition)
-    )
-    return {
-        "partition": str(partition),
-        "pending": table_counts.get(PENDING, 0),
-        "queued": ready,
-        "in_flight": in_flight,
-        "waiting_retry": waiting_retry,
-        "sent": table_counts.get(SENT, 0),
-        "failed": table_counts.get(FAILED, 0),
-        "sent_last_minute": sum(int(c or 0) for c in sent_counts),
-        # Counted in Redis by every consumer, cron runs included.
-        "retries": int(retried or 0),
-        "reclaims": int(reclaimed or 0),  # jobs taken over after their consumer's lease lapsed
-        "paused": bool(paused),
-        "sending_since_ms": int(since) if since else None,
-    }
-
-
-def sent_per_minute(client: redis.Redis, prefix: str, of: int, minutes: int = CHART_MINUTES) -> list[dict]:
-    """Rows sent in each of the last `minutes` minutes, all partitions together, oldest first."""
-    now = int(time.time()) // 60
-    wanted = [str(m) for m in range(now - minutes + 1, now + 1)]
-    pipe = client.pipeline(transaction=False)
-    for k in range(of):
-        pipe.hmget(keys.sent_per_minute(prefix, Partition(k, of)), wanted)
-    totals = [sum(int(v or 0) for v in values) for values in zip(*pipe.execute())]
-    return [{"minute": int(m) * 60, "sent": sent} for m, sent in zip(wanted, totals)]
-
-
-def breaker_views(client: redis.Redis, prefix: str) -> list[dict]:
-    views = []
-    for name in sorted(client.smembers(keys.senders(prefix))):
-        state = client.hgetall(keys.breaker(prefix, name))
-        view = {"name": name, "state": state.get("state", "closed"), "reason": state.get("reason")}
-        if view["state"] == "open":
-            view["opens_for_trial_in"] = max(int(state.get("until", 0)) - now_ms(), 0) / 1000
-        views.append(view)
-    return views
-
-
-def after_sending(table: CampaignTable, of: int) -> dict | None:
-    """What the gateways' webhooks said about the rows sent: per partition and
-    in total, messages delivered (read ones included), read, failed after the
-    gateway accepted them, rows failed because their phone opted out, and the
-    seconds from send to delivered (p50, p95) over the latest LATENCY_SAMPLE
-    delivered messages. None on a database without the receipt tables."""
-    store = ReceiptStore(table)
-    try:
-        counts = store.funnel_counts(of)
-        seconds = store.delivery_seconds(of)
-    except ConfigError:
-        return None  # no message_states yet: the web service creates it when it starts
-
-    def view(name: str, counts: dict, samples: list[float]) -> dict:
-        p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
-        return {
-            "partition": name,
-            **counts,
-            "delivery_p50_seconds": None if p50 is None else round(p50, 3),
-            "delivery_p95_seconds": None if p95 is None else round(p95, 3),
-            "delivery_samples": len(samples),
-        }
-
-    everything = sorted(s for k in range(of) for s in seconds[k])
-    return {
-        "partitions": [view(str(Partition(k, of)), counts[k], seconds[k]) for k in range(of)],
-        "total": view("total", {key: sum(c[key] for c in counts.values()) for key in FUNNEL_KEYS}, everything),
-        "sample_limit": LATENCY_SAMPLE,
-    }
-
-
-def with_sent(funnel: dict | None, partitions: list[dict], total: dict) -> dict | None:
-    """The after-sending view headed by the rows sent now (it may be older: see Throttled)."""
-    if funnel is None:
-        return None
-    return {
-        **funnel,
-        "partitions": [{**f, "sent": p["sent"]} for f, p in zip(funnel["partitions"], partitions)],
-        "total": {**funnel["total"], "sent": total["sent"]},
-    }
-
-
-def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int, funnel=None) -> dict:
-    """Everything `status` shows, as plain data (what --json prints). `funnel()`
-    gives the after-sending view (default: after_sending, computed now)."""
-    counts = table.counts_by_partition(of)
-    try:
-        processes = live_processes(client, prefix)
-        partitions = [partition_view(counts[k], client, prefix, Partition(k, of), processes) for k in range(of)]
-        paused = bool(client.exists(keys.paused(prefix)))
-        senders = breaker_views(client, prefix)
-        history = sent_per_minute(client, prefix, of)
-    except redis.RedisError as exc:
-        raise redis_failure("status", exc) from None
-    total = {
-        key: sum(p[key] for p in partitions)
-        for key in (
-            "pending",
-            "queued",
-            "in_flight",
-            "waiting_retry",
-            "sent",
-            "failed",
-            "sent_last_minute",
-            "retries",
-            "reclaims",
-        )
-    }
-    rows = total["pending"] + total["sent"] + total["failed"]
-    started = [p["sending_since_ms"] for p in partitions if p["sending_since_ms"]]
-    rate = total["sent_last_minute"] / rate_window(min(started) if started else None)
-    now = time.time()
-    return {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "table": table.table,
-        "rows": rows,
-        "done_percent": round(100 * (total["sent"] + total["failed"]) / rows, 1) if rows else 100.0,
-        "rate_per_second": round(rate, 1),
-        "eta_seconds": round(total["pending"] / rate) if rate and total["pending"] else None,
-        "done": total["pending"] == 0 and total["in_flight"] == 0,
-        "paused": paused,
-        "total": total,
-        "partitions": partitions,
-        "processes": [
-            {
-                "role": p.get("role"),
-                "partition": p.get("partition"),
-                "host": p.get("host"),
-                "pid": int(p.get("pid", 0)),
-                "last_beat_seconds_ago": round(now - float(p.get("beat", now)), 1),
-                "in_flight": int(p.get("in_flight", 0)),
-                "paused": p.get("paused") == "1",
-                "outside_window": p.get("outside_window") == "1",
-            }
-            for p in processes
-        ],
-        "senders": senders,
-        "failure_reasons": [{"reason": reason, "rows": rows} for reason, rows in table.failure_reasons()],
-        "recent_failures": table.recent_failures(),
-        "sent_per_minute": history,
-        "after_sending": with_sent((funnel or (lambda: after_sending(table, of)))(), partitions, total),
-    }
+from common.store.campaign import CampaignTable
+from common.store.receipts import ReceiptStore
 
 
 def duration(seconds: float | None) -> str:
@@ -345,27 +147,6 @@ def funnel_table(funnel: dict) -> Table:
             seconds(p["delivery_p95_seconds"]),
         )
     return table
-
-
-class Throttled:
-    """A value recomputed at most every `min_age` seconds, or every
-    `cost_factor` times as long as computing it last took: `--watch` redraws
-    every 2 s, the receipt counts of a big campaign take about a second."""
-
-    def __init__(self, compute, min_age: float = 0.0, cost_factor: float = 10.0):
-        self.compute = compute
-        self.min_age = min_age
-        self.cost_factor = cost_factor
-        self.value = None
-        self.expires = 0.0
-
-    def __call__(self):
-        if time.monotonic() >= self.expires:
-            started = time.monotonic()
-            self.value = self.compute()
-            took = time.monotonic() - started
-            self.expires = time.monotonic() + max(self.min_age, self.cost_factor * took)
-        return self.value
 
 
 class CampaignConnections:

@@ -29,7 +29,8 @@ from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
 from common.delivery.receipts import OptOutRules
 from common.errors import CampaignError, ConfigError
 from common.ops.openapi import MAX_OPT_OUT_LIST, OPT_OUT_LIST, document
-from common.ops.status import resend_summary, snapshot, undelivered_summary
+from common.ops.snapshot import snapshot
+from common.ops.status import resend_summary, undelivered_summary
 from common.ops.webhooks import WebhookSecrets, webhook_routes
 from common.phones import InvalidPhone, check_region, normalise_phone
 from common.process.receipt_writer import ReceiptWriter

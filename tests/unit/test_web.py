@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.ops.status import Throttled
+from common.ops.snapshot import Throttled
 from common.ops.web import SharedSnapshot, Web, create_app
 from common.store.ingest import IngestRules
 from common.store.receipts import percentile
