@@ -15,8 +15,6 @@ stored. Exit 1 when an acknowledged event was lost (or the service broke),
 """
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -41,6 +39,7 @@ from bench.children import Child  # noqa: E402
 from bench.run import PROJECT_VARIABLES, resolve_url  # noqa: E402
 from bench.services import BenchDatabase, RedisNamespace  # noqa: E402
 from common.errors import CampaignError, ConfigError  # noqa: E402
+from common.testing.dialects import Cloud  # noqa: E402
 
 STARTUP_SECONDS = 30.0
 REQUEST_TIMEOUT = 30.0  # seconds for one POST; a slower answer counts as an error
@@ -73,8 +72,7 @@ def signed_requests(events: int, per_request: int, secret: str, run: str) -> lis
     for start in range(0, events, per_request):
         ids = [f"wamid.bench.{run}.{n}" for n in range(start, min(start + per_request, events))]
         body = meta_body(ids, at)
-        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        made.append((ids, body, {"Content-Type": "application/json", "X-Hub-Signature-256": signature}))
+        made.append((ids, body, {"Content-Type": "application/json", **Cloud.sign(secret, body)}))
     return made
 
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from common.errors import CampaignError, ConfigError
 from common.settings import parse_database_url
 from common.store.campaign import CampaignTable
+from common.testing.services import connect_mysql
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".local" / "demo-logs"
@@ -44,15 +45,7 @@ NO_SUCH_TABLE = 1146
 def connect(database_url: str):
     target = parse_database_url(database_url)
     try:
-        return pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            database=target.database,
-            unix_socket=target.unix_socket,
-            autocommit=True,
-        )
+        return connect_mysql(target, target.database)
     except pymysql.MySQLError as exc:
         raise ConfigError(f"cannot connect to {target.describe()}: {exc.args[-1]} (run scripts/setup)") from None
 

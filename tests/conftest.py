@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import fakeredis
-import pymysql
 import pytest
 import redis
 
@@ -26,7 +25,7 @@ from common.settings import MySQLTarget, Partition, Settings, parse_database_url
 from common.store import schema
 from common.store.campaign import CampaignTable
 from common.testing.mock_gateway import MockWhatsApp
-from common.testing.services import database_url, load_schema
+from common.testing.services import connect_mysql, database_url, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "mysql://root@127.0.0.1:3306/test"
@@ -34,15 +33,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def admin_connection(target: MySQLTarget, database: str | None = None):
-    return pymysql.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        unix_socket=target.unix_socket,
-        database=database,
-        autocommit=True,
-    )
+    return connect_mysql(target, database)
 
 
 @pytest.fixture

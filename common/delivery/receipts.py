@@ -268,7 +268,7 @@ class Gowa:
 
 
 def stanza(value) -> str | None:
-    """WAHA's `true_<chat>_<stanza id>` -> the stanza id."""
+    """WAHA's `true_<chat>_<stanza id>` -> the stanza id; a bare stanza id stays as it is."""
     serialized = message_id(value)
     return serialized.rsplit("_", 1)[-1] or None if serialized else None
 

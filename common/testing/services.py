@@ -13,9 +13,8 @@ import pymysql
 import redis
 
 from common.settings import MySQLTarget
-from common.testing.processes import ROOT, SetupFailed, find_server, spawn, stop_process, wait_until
-
-SCHEMA = ROOT / "schema.sql"
+from common.store import schema
+from common.testing.processes import SetupFailed, find_server, spawn, stop_process, wait_until
 
 
 def installed(binary: str | None, name: str) -> str:
@@ -33,24 +32,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def schema_statements(path: Path = SCHEMA) -> list[str]:
-    """schema.sql's statements, as scripts/setup reads them: comment lines
-    dropped, a statement ends at a line ending in ';' (a ';' inside a
-    comment or a value does not end one)."""
-    statements, current = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.lstrip().startswith("--"):
-            continue
-        current.append(line)
-        if line.rstrip().endswith(";"):
-            statements.append("\n".join(current).rstrip().rstrip(";"))
-            current = []
-    return [statement for statement in statements if statement.strip()]
-
-
 def load_schema(cursor) -> None:
     """Create the project's tables with a pymysql cursor on the target database."""
-    for statement in schema_statements():
+    for statement in schema.statements():
         cursor.execute(statement)
 
 

@@ -4,8 +4,6 @@ per dialect on real sample payloads, duplicates and out-of-order events,
 receipts that come before the send is recorded, and opt-outs honoured by the
 next claimed batch."""
 
-import hashlib
-import hmac
 import json
 import re
 import time
@@ -17,6 +15,7 @@ import requests
 from common.delivery.receipts import Receipt
 from common.store.campaign import FAILED, SENT
 from common.store.receipts import ReceiptStore
+from common.testing.dialects import Cloud, Gowa, Waha
 from tests.conftest import drain, start_role
 from tests.integration.test_processes import stop
 
@@ -33,11 +32,8 @@ def body_of(name: str) -> bytes:
 
 
 def signed(dialect: str, body: bytes, secret: str | None = None) -> dict:
-    key = (secret or SECRETS[dialect]).encode()
-    if dialect == "waha":
-        digest = hmac.new(key, body, hashlib.sha512).hexdigest()
-        return {"X-Webhook-Hmac": digest, "X-Webhook-Hmac-Algorithm": "sha512"}
-    return {"X-Hub-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()}
+    """The signature headers the gateway sends, as the mock gateway makes them."""
+    return {"meta": Cloud, "waha": Waha, "gowa": Gowa}[dialect].sign(secret or SECRETS[dialect], body)
 
 
 def serve(env: dict):

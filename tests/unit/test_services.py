@@ -1,7 +1,8 @@
 """The shared harness: schema.sql read statement by statement, database URLs."""
 
 from common.settings import MySQLTarget, parse_database_url
-from common.testing.services import database_url, schema_statements
+from common.store.schema import statements as schema_statements
+from common.testing.services import database_url
 
 
 def test_the_schema_splits_into_its_create_statements_whatever_its_comments_hold(tmp_path):

@@ -3,7 +3,8 @@
 from common.delivery.providers._json import dumps
 from common.delivery.providers._names import address
 from common.delivery.providers._text import Content, content_of
-from common.delivery.sender import Message, Outcome, SendResult, classify, message_id, parsed
+from common.delivery.receipts import stanza
+from common.delivery.sender import Message, Outcome, SendResult, classify, parsed
 from common.errors import ConfigError
 
 
@@ -45,12 +46,7 @@ def sent_id(answer) -> str | None:
         value = value.get("_serialized")
     if value is None and isinstance(answer.get("key"), dict):
         value = answer["key"].get("id")
-    return stanza_id(message_id(value))
-
-
-def stanza_id(serialized: str | None) -> str | None:
-    """`true_6281...@c.us_3EB0...` -> `3EB0...`; a bare stanza id stays as it is."""
-    return serialized.rsplit("_", 1)[-1] or None if serialized else None
+    return stanza(value)
 
 
 def build(settings) -> Waha:
