@@ -314,6 +314,31 @@ CONSUMER_OPTIONS = [
         help="Trial sends that must go through before a stopped sender is used again.",
     ),
     click.option(
+        "--sticky-sender",
+        is_flag=True,
+        envvar="STICKY_SENDER",
+        show_envvar=True,
+        help="Send every message for one phone through the same sender, chosen by consistent hashing "
+        "(adding a sender moves about 1/N of the phones). While that sender is stopped, its rows wait.",
+    ),
+    click.option(
+        "--sticky-fallback",
+        is_flag=True,
+        envvar="STICKY_FALLBACK",
+        show_envvar=True,
+        help="With --sticky-sender: while a phone's sender is stopped, use the next one and remember "
+        "it for that phone from then on.",
+    ),
+    click.option(
+        "--daily-limit",
+        envvar="DAILY_LIMIT",
+        default=None,
+        show_envvar=True,
+        help="Most unique recipients per sender in a rolling 24 hours, counted across every consumer "
+        "(Meta's tiers: 250, 1000, 10000, 100000); a list gives each sender its own. Rows over the "
+        "limit wait for a free slot. Default: no limit.",
+    ),
+    click.option(
         "--template",
         envvar="WHATSAPP_TEMPLATE",
         default="hello_world",

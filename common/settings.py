@@ -51,6 +51,7 @@ PER_SENDER = {
     "gowa_username": "GOWA_USERNAME",
     "gowa_password": "GOWA_PASSWORD",
     "rate": "RATE",
+    "daily_limit": "DAILY_LIMIT",
 }
 
 
@@ -178,6 +179,9 @@ class Settings:
     breaker_failures: int = 10
     breaker_cooldown: float = 30.0
     breaker_successes: int = 3
+    sticky_sender: bool = False  # every message to one phone through the same sender
+    sticky_fallback: bool = False  # when its sender is down, another one, remembered for the phone
+    daily_limit: str | None = None  # unique recipients per sender in a rolling 24 hours (a list: per sender)
     # Campaign timing (producer)
     schedule_column: str | None = None  # a row's send time (DATETIME), wall-clock in `timezone`
     start_at: str | None = None  # no row of the campaign goes out before this moment
@@ -194,6 +198,7 @@ class Settings:
         for rate in listed(self.rate):
             if rate:
                 parse_rate(rate)
+        self.sender_daily_limits(1)
         self.send_window()
         positive = {
             "poll interval": self.poll_interval,
@@ -276,6 +281,19 @@ class Settings:
         """Sends a second allowed per sender (None: no limit), for `count` senders."""
         rates = [parse_rate(rate) if rate else None for rate in listed(self.rate)]
         return rates * count if len(rates) == 1 else rates
+
+    def sender_daily_limits(self, count: int) -> list[int | None]:
+        """Unique recipients allowed per sender in a rolling 24 hours (None: no limit), for `count` senders."""
+        limits: list[int | None] = []
+        for value in listed(self.daily_limit):
+            text = (value or "").strip()
+            if not text:
+                limits.append(None)
+            elif not text.isdigit() or int(text) <= 0:
+                raise ConfigError(f"DAILY_LIMIT {value!r} is not a positive whole number of recipients")
+            else:
+                limits.append(int(text))
+        return limits * count if len(limits) == 1 else limits
 
     def start_at_epoch(self) -> float | None:
         """START_AT as unix seconds (wall-clock in SEND_TIMEZONE)."""

@@ -1,11 +1,13 @@
-"""Choosing the sender for each message: round-robin among the healthy ones.
+"""Choosing the sender for each message: round-robin among the healthy ones,
+or the phone's own sender when senders are sticky.
 
-Each sender has a circuit breaker and, when a rate or jitter is set, a pacer;
-both live in Redis, so the choice is shared by every consumer on every host.
-A consumer asks for a turn (which may wait for a paced slot), sends through
-the route it got, and the route reports the outcome to its breaker. A turn
-never waits for a breaker: with none allowing sends it is None at once, and
-the consumer stops claiming until one may.
+Each sender has a circuit breaker and, when set, a pacer and a daily limit
+of recipients; all live in Redis, so the choice is shared by every consumer
+on every host. A consumer asks for a turn for a phone (which may wait for a
+paced slot), sends through the route it got, and the route reports the
+outcome to its breaker. A turn never waits for a breaker or a daily slot:
+when no sender may take the phone now, the answer is a `Wait`, and the row
+goes back to the queue for that long.
 
 All of it runs on the sends' asyncio loop. Redis is asked only when a
 breaker's known state is stale or a slot is paced, and then from the loop's
@@ -23,8 +25,10 @@ from collections.abc import Sequence
 import redis
 
 from common.delivery.breaker import STALE, Breaker, BreakerPolicy
+from common.delivery.daily_limit import Admission, DailyLimit
 from common.delivery.pacing import Pacer
 from common.delivery.sender import Message, Outcome, Sender, SendResult
+from common.delivery.sticky import Remembered, ranking
 from common.errors import ConfigError, ServiceUnavailable
 from common.queue import keys
 from common.queue.jobs import redis_failure
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_NAP = 0.25  # longest sleep between asks for a turn, so a stop is seen soon
 REFUSED_PAUSE = 1.0  # seconds without claims after a turn found no sender allowed
+SHORTEST_WAIT = 1.0  # seconds a row waits at least for its sender, so it is not claimed again at once
+LONGEST_WAIT = 300.0  # and at most: a raised limit or a recovered sender is seen within this
 
 
 def breaker_outcome(result: SendResult) -> str:
@@ -47,10 +53,11 @@ def breaker_outcome(result: SendResult) -> str:
 class Route:
     """One sender with its breaker and pacer."""
 
-    def __init__(self, sender: Sender, breaker: Breaker, pacer: Pacer | None):
+    def __init__(self, sender: Sender, breaker: Breaker, pacer: Pacer | None, limit: DailyLimit | None = None):
         self.sender = sender
         self.breaker = breaker
         self.pacer = pacer
+        self.limit = limit
         self.name = sender.name
         self.last_success = float("-inf")  # monotonic time the latest send through it succeeded
         self._pace_lock: asyncio.Lock | None = None
@@ -104,27 +111,57 @@ class Route:
 @dataclasses.dataclass(frozen=True)
 class Turn:
     """A sender to send one message through now. A half-open breaker's trial
-    that is not used must be given back, or the breaker waits for it."""
+    or a daily-limit slot that is not used must be given back."""
 
     route: Route
     trial: bool = False
+    admission: Admission | None = None
 
     async def send(self, message: Message) -> SendResult:
-        return await self.route.send(message)
+        result = await self.route.send(message)
+        if result.outcome is not Outcome.SENT:
+            await self.give_back_slot()
+        return result
 
     async def give_back(self) -> None:
+        await self.give_back_slot()
         if self.trial:
             try:
                 await asyncio.to_thread(self.route.breaker.give_back_trial)
             except redis.RedisError as exc:
                 log.debug("could not give back a trial of %s (it times out): %s", self.route.name, exc)
 
+    async def give_back_slot(self) -> None:
+        if self.admission and self.admission.stamp is not None and self.route.limit:
+            try:
+                await asyncio.to_thread(self.route.limit.release, self.admission)
+            except redis.RedisError as exc:
+                log.debug("could not give back a daily slot of %s: %s", self.route.name, exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """No sender may take this phone now: the row waits `seconds` in the queue."""
+
+    seconds: float
+    reason: str
+
 
 class SenderPool:
-    def __init__(self, routes: list[Route], client: redis.Redis | None = None, registry_key: str = ""):
+    def __init__(
+        self,
+        routes: list[Route],
+        client: redis.Redis | None = None,
+        prefix: str = "",
+        sticky: bool = False,
+        remembered: Remembered | None = None,
+    ):
         self.routes = routes
         self.client = client
-        self.registry_key = registry_key  # a set of sender names, for `status` to find their breakers
+        self.prefix = prefix  # KEY_PREFIX: the pool registers its senders and their limits for `status`
+        self.sticky = sticky
+        self.remembered = remembered  # set when a sticky phone may fall over to another sender
+        self.names = [route.name for route in routes]
         self.turns = itertools.count()
         self.stopping = threading.Event()
         self.refused_at = float("-inf")
@@ -138,24 +175,31 @@ class SenderPool:
             trial_timeout=2 * settings.request_timeout + 1,
         )
         routes = []
-        for sender, rate in zip(senders, settings.sender_rates(len(senders))):
+        rates = settings.sender_rates(len(senders))
+        limits = settings.sender_daily_limits(len(senders))
+        for sender, rate, limit in zip(senders, rates, limits):
             pace_key = keys.pace(settings.key_prefix, sender.name)
             pacer = Pacer(client, pace_key, rate, settings.jitter) if rate or settings.jitter else None
             breaker = Breaker(client, keys.breaker(settings.key_prefix, sender.name), sender.name, policy)
-            routes.append(Route(sender, breaker, pacer))
+            daily = DailyLimit(client, keys.recipients(settings.key_prefix, sender.name), limit, sender.name)
+            routes.append(Route(sender, breaker, pacer, daily if limit else None))
         names = [route.name for route in routes]
         if len(set(names)) < len(names):
             raise ConfigError(
                 f"two senders have the same name ({', '.join(names)}): give each its own "
                 "URL, session, phone number id or user"
             )
-        return cls(routes, client, keys.senders(settings.key_prefix))
+        remembered = None
+        if settings.sticky_sender and settings.sticky_fallback:
+            remembered = Remembered(client, keys.sticky(settings.key_prefix))
+        return cls(routes, client, settings.key_prefix, settings.sticky_sender, remembered)
 
     def probe(self) -> None:
         """At start-up: fail only when no sender can be used; open the breaker of any that refuses us."""
         if self.client is not None:
             try:
-                self.client.sadd(self.registry_key, *(route.name for route in self.routes))
+                self.client.sadd(keys.senders(self.prefix), *self.names)
+                self.publish_limits(self.client)
             except redis.RedisError as exc:
                 raise redis_failure("register the senders", exc) from None
         problems = []
@@ -171,34 +215,91 @@ class SenderPool:
             if isinstance(problem, ConfigError):
                 route.breaker.record("down", str(problem))
 
+    def publish_limits(self, client: redis.Redis) -> None:
+        """Each sender's daily limit, for `status` to show how much of it is used."""
+        for route in self.routes:
+            key = keys.daily_limit(self.prefix, route.name)
+            if route.limit:
+                client.set(key, route.limit.limit)
+            else:
+                client.delete(key)
+
+    def recall(self, phones) -> None:
+        """Before a claimed batch is sent: the senders its phones fell over to (one Redis read)."""
+        if self.remembered is not None:
+            try:
+                self.remembered.recall(phones)
+            except redis.RedisError as exc:
+                log.debug("could not read which senders phones fell over to: %s", exc)
+
     def ready(self) -> bool:
-        """Worth claiming jobs: some sender's breaker may let a send through."""
+        """Worth claiming jobs: some sender's breaker may let a send through,
+        and it is not known to be at its daily limit."""
         if time.monotonic() - self.refused_at < REFUSED_PAUSE:
             return False
-        return any(route.breaker.available_in() == 0 for route in self.routes)
+        return any(
+            route.breaker.available_in() == 0 and not (route.limit and route.limit.full_for()) for route in self.routes
+        )
 
-    async def next_allowed(self) -> Turn | None:
-        """The next sender in turn whose breaker lets a send through, or None."""
-        start = next(self.turns)
-        for step in range(len(self.routes)):
-            route = self.routes[(start + step) % len(self.routes)]
+    def candidates(self, phone: str) -> list[Route]:
+        """The senders that may take this phone, in the order to try them."""
+        if not self.sticky:
+            start = next(self.turns)
+            return [self.routes[(start + step) % len(self.routes)] for step in range(len(self.routes))]
+        ranked = [self.routes[i] for i in ranking(self.names, phone)]
+        if self.remembered is None:
+            return ranked[:1]
+        moved = self.remembered.senders.get(phone)
+        return sorted(ranked, key=lambda route: route.name != moved)  # stable: the rest keep their ranking
+
+    async def choose(self, phone: str) -> Turn | Wait | None:
+        """The first candidate whose breaker lets a send through and whose
+        daily limit has room for this phone; or how long the row should wait;
+        None when every sender is stopped."""
+        waits: list[tuple[float, str]] = []
+        stopped = 0
+        candidates = self.candidates(phone)
+        for route in candidates:
             allowed = route.breaker.known()
             if allowed is STALE:
                 allowed = await asyncio.to_thread(route.breaker.allow)
-            if allowed:
-                return Turn(route, trial=allowed == "trial")
-        self.refused_at = time.monotonic()
-        return None
+            if not allowed:
+                stopped += 1
+                waits.append((route.breaker.available_in(), f"sender {route.name} is stopped"))
+                continue
+            turn = Turn(route, trial=allowed == "trial")
+            if route.limit:
+                admission = await self.admitted(route.limit, phone)
+                if not isinstance(admission, Admission):
+                    await turn.give_back()
+                    waits.append((admission, f"sender {route.name} is at its daily limit of {route.limit.limit}"))
+                    continue
+                turn = Turn(route, turn.trial, admission)
+            if self.remembered is not None and route is not candidates[0]:
+                await asyncio.to_thread(self.remembered.remember, phone, route.name)
+            return turn
+        if stopped == len(self.routes):
+            # Every sender is stopped: no claims for a moment, and the row goes back at once.
+            self.refused_at = time.monotonic()
+            return None
+        seconds, reason = min(waits)
+        return Wait(min(max(seconds, SHORTEST_WAIT), LONGEST_WAIT), reason)
 
-    async def turn(self) -> Turn | None:
-        """Wait for a sender to send through; None when none may be used now or we are stopping.
+    @staticmethod
+    async def admitted(limit: DailyLimit, phone: str) -> Admission | float:
+        full_for = limit.full_for()
+        return full_for if full_for else await asyncio.to_thread(limit.admit, phone)
+
+    async def turn(self, phone: str) -> Turn | Wait | None:
+        """Wait for a sender to send to `phone` through; a Wait when none may
+        take it now; None when every sender is stopped, we are stopping, or Redis fails.
 
         One send per sender reserves its paced slot and waits for it; the
         others wait for that one, not on Redis."""
         while not self.stopping.is_set():
             try:
-                turn = await self.next_allowed()
-                if turn is None or turn.route.pacer is None:
+                turn = await self.choose(phone)
+                if not isinstance(turn, Turn) or turn.route.pacer is None:
                     return turn
                 if await self.wait_for_slot(turn.route) and not self.stopping.is_set():
                     return turn

@@ -28,6 +28,7 @@ class Outcome(enum.Enum):
     RETRY = "retry"  # try again later: 5xx, 408, 429, timeouts, resets
     FAILED = "failed"  # this row can never be sent as it is
     SENDER_DOWN = "sender_down"  # the sender itself is refused (credentials): stop, keep the row
+    WAIT = "wait"  # not sent: no sender may take this phone now (sticky, daily limit); not an attempt
 
 
 @dataclass(frozen=True)

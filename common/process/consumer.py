@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from common import metrics
-from common.delivery.routing import SenderPool
+from common.delivery.routing import SenderPool, Wait
 from common.delivery.sender import MAX_RETRY_AFTER, Message, Outcome, Sender, SendResult
 from common.delivery.workers import Sends
 from common.errors import ServiceUnavailable
@@ -102,6 +102,7 @@ class Consumer:
         self.history: list[Attempt] = []
         self.stopping = False
         self.tally: Counter[str] = Counter()
+        self.waiting: Counter[str] = Counter()  # reason -> rows handed back to wait for a sender
         self.send_seconds = metrics.SEND_SECONDS.labels(settings.provider)
         self.last_report = time.monotonic()
 
@@ -207,6 +208,7 @@ class Consumer:
                 messages.append((job, plan))
             else:
                 self.ended.append((job, plan))
+        self.senders.recall(message.phone for _, message in messages)
         self.workers.submit(messages)
         return len(claims)
 
@@ -233,9 +235,11 @@ class Consumer:
         """Runs on the sends' loop. None means not sent: no sender may be used
         now, or see `may_send`; a half-open breaker's trial not used goes back."""
         job, message = item
-        turn = await self.senders.turn()
+        turn = await self.senders.turn(message.phone)
         if turn is None:
             return None
+        if isinstance(turn, Wait):
+            return SendResult(Outcome.WAIT, detail=turn.reason, retry_after=turn.seconds)
         if not self.may_send(message):
             await turn.give_back()
             return None
@@ -283,10 +287,16 @@ class Consumer:
         """Decide what each ended send means for its row: sent, failed, retried or handed back."""
         out = Outcomes()
         sends: Counter[tuple[str, str]] = Counter()
+        waits: Counter[str] = Counter()
         for job, result in self.ended:
             attempt = job.attempts + 1
             if result is None:
                 out.moves.append((job.row_id, 0, None))
+                continue
+            if result.outcome is Outcome.WAIT:
+                # Not an attempt: the row waits for its own sender or a daily slot.
+                out.moves.append((job.row_id, int((result.retry_after or 0) * 1000), None))
+                waits[result.detail] += 1
                 continue
             if result.detail != ACCEPTED_EARLIER:
                 out.history.append(self.history_line(job, attempt, result))
@@ -305,6 +315,7 @@ class Consumer:
                 out.moves.append((job.row_id, int(delay * 1000), dataclasses.replace(job, attempts=attempt)))
         for (sender, outcome), count in sends.items():
             metrics.SENDS.labels(self.partition_label, self.settings.provider, sender, outcome).inc(count)
+        self.waiting.update(waits)
         return out
 
     def history_line(self, job: Job, attempt: int, result: SendResult) -> Attempt:
@@ -425,7 +436,10 @@ class Consumer:
                 self.tally["sent"] / max(elapsed, 0.001),
                 len(self.in_flight),
             )
+        for reason, count in self.waiting.items():
+            log.info("%d rows wait: %s", count, reason)
         self.tally.clear()
+        self.waiting.clear()
         self.last_report = time.monotonic()
 
     def vitals(self) -> dict:

@@ -14,6 +14,9 @@ optional KEY_PREFIX; <N>:<K> is partition K of N.
   senders                  set of sender names, for status to find their breakers
   sender:<name>:breaker    hash: the sender's circuit breaker
   sender:<name>:pace       the sender's GCRA slot (theoretical arrival time, µs)
+  sender:<name>:recipients sorted set: phone -> time (ms) it was first sent to in the last 24 h
+  sender:<name>:daily_limit  the DAILY_LIMIT its consumers run with, for status
+  sticky                   hash: phone -> the sender it fell over to (STICKY_FALLBACK)
   paused, paused:<N>:<K>   the campaign's and one partition's pause switch
   lock:<role>:<N>:<K>      run lock of --once and --exclusive runs
   processes                sorted set: process key -> last heartbeat (unix time)
@@ -69,6 +72,18 @@ def breaker(prefix: str, name: str) -> str:
 
 def pace(prefix: str, name: str) -> str:
     return f"{prefix}sender:{name}:pace"
+
+
+def recipients(prefix: str, name: str) -> str:
+    return f"{prefix}sender:{name}:recipients"
+
+
+def daily_limit(prefix: str, name: str) -> str:
+    return f"{prefix}sender:{name}:daily_limit"
+
+
+def sticky(prefix: str) -> str:
+    return f"{prefix}sticky"
 
 
 def paused(prefix: str, partition=None) -> str:

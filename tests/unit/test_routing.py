@@ -27,6 +27,9 @@ class StubSender:
         pass
 
 
+PHONE = "6281234567890"
+
+
 def run(coroutine):
     return asyncio.run(coroutine)
 
@@ -42,16 +45,16 @@ def pool(fake_redis, *senders, **settings):
 
 def test_turns_go_round_the_senders_and_skip_one_whose_breaker_is_open(fake_redis):
     p = pool(fake_redis, StubSender("a"), StubSender("b"), StubSender("c"))
-    assert [run(p.turn()).route.name for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
+    assert [run(p.turn(PHONE)).route.name for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
     run_reported(p.routes[1], SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"), time.monotonic())
-    assert [run(p.turn()).route.name for _ in range(4)] == ["a", "c", "c", "a"]
+    assert [run(p.turn(PHONE)).route.name for _ in range(4)] == ["a", "c", "c", "a"]
     assert p.ready()
 
 
 def test_with_every_breaker_open_there_is_no_turn_and_no_claiming(fake_redis):
     p = pool(fake_redis, StubSender("a"))
     run_reported(p.routes[0], SendResult(Outcome.SENDER_DOWN, 401, "HTTP 401"), time.monotonic())
-    assert run(p.turn()) is None and not p.ready()
+    assert run(p.turn(PHONE)) is None and not p.ready()
 
 
 def test_a_sender_refusing_us_at_start_up_is_cut_off_while_the_others_start(fake_redis, caplog):
@@ -59,7 +62,7 @@ def test_a_sender_refusing_us_at_start_up_is_cut_off_while_the_others_start(fake
     p.probe()
     assert fake_redis.hget("sender:a:breaker", "state") == "open"
     assert "endpoint a refused our credentials; sending through the other senders" in caplog.text
-    assert {run(p.turn()).route.name for _ in range(3)} == {"b"}
+    assert {run(p.turn(PHONE)).route.name for _ in range(3)} == {"b"}
 
 
 def test_start_up_fails_only_when_no_sender_can_be_used(fake_redis):
@@ -110,11 +113,11 @@ def test_turns_that_find_no_paced_slot_give_their_half_open_trial_back(fake_redi
     p = pool(fake_redis, StubSender("a"), rate="1/h", breaker_successes=2, breaker_cooldown=0.05)
     run_reported(p.routes[0], SendResult(Outcome.SENDER_DOWN, 401), time.monotonic())
     time.sleep(0.1)
-    assert run(p.turn()).trial  # takes the one slot of the hour
+    assert run(p.turn(PHONE)).trial  # takes the one slot of the hour
 
     async def turn_until_stopped():
         asyncio.get_running_loop().call_later(0.3, p.stop)  # the next finds no slot until stopped
-        return await p.turn()
+        return await p.turn(PHONE)
 
     assert run(turn_until_stopped()) is None
     assert fake_redis.hget("sender:a:breaker", "trials") == "1"  # its trial went back; one is still out
@@ -130,7 +133,7 @@ def test_a_send_that_raises_is_a_failed_send_its_half_open_breaker_hears_of(fake
     route = p.routes[0]
     route.breaker.record("down", "HTTP 401")
     time.sleep(0.02)
-    turn = run(p.turn())
+    turn = run(p.turn(PHONE))
     assert turn is not None and turn.trial
     result = run(turn.send(None))
     assert result.outcome is Outcome.RETRY and result.detail == "internal error: KeyError"
