@@ -101,6 +101,7 @@ class Consumer:
         self.mysql_away = False  # while True, each 2xx goes into Redis as soon as it arrives
         self.history: list[Attempt] = []
         self.stopping = False
+        self.shut = False
         self.tally: Counter[str] = Counter()
         self.waiting: Counter[str] = Counter()  # reason -> rows handed back to wait for a sender
         self.send_seconds = metrics.SEND_SECONDS.labels(settings.provider)
@@ -455,7 +456,10 @@ class Consumer:
         self.senders.stop()  # sends waiting for a paced slot give their jobs back
 
     def shutdown(self) -> None:
-        """Finish in-flight sends and their bookkeeping; hand unstarted claims back."""
+        """Finish in-flight sends and their bookkeeping; hand unstarted claims back. Once."""
+        if self.shut:
+            return
+        self.shut = True
         for job, _ in self.workers.take_unstarted():
             del self.in_flight[job.row_id]
             self.ended.append((job, None))

@@ -7,6 +7,7 @@ import pytest
 
 from common.delivery import providers
 from common.delivery.providers.gowa import TIMELOCK_DELAY
+from common.delivery.routing import breaker_outcome
 from common.delivery.sender import Message, Outcome
 from common.errors import ConfigError
 from common.settings import MySQLTarget, Partition, Settings
@@ -69,9 +70,15 @@ def meta_error(code: int, status: int = 400):
     return provider.read(status, {}, json.dumps({"error": {"message": "m", "code": code}}))
 
 
-@pytest.mark.parametrize("code", [130429, 131056, 4, 80007, 1, 2, 131000, 131016])
+@pytest.mark.parametrize("code", [130429, 4, 80007, 1, 2, 131000, 131016])
 def test_meta_throttling_and_transient_codes_are_retried(code):
     assert meta_error(code).outcome is Outcome.RETRY
+
+
+def test_meta_pair_rate_limit_holds_back_only_that_row_for_a_minute():
+    answer = meta_error(131056)
+    assert answer.outcome is Outcome.RETRY and answer.per_row and answer.retry_after == 60
+    assert breaker_outcome(answer) == "ok"  # not a sign the sender is failing
 
 
 @pytest.mark.parametrize("code", [131026, 100, 131047, 131030, 132000, 132001, 132012])

@@ -18,7 +18,10 @@ from common.delivery.sender import (
 )
 from common.errors import ConfigError
 
-RETRY_CODES = {130429, 131056, 4, 80007, 1, 2, 131000, 131016}
+RETRY_CODES = {130429, 4, 80007, 1, 2, 131000, 131016}
+# Too many messages to this one recipient lately: only this row waits, the sender is fine.
+PAIR_LIMIT_CODES = {131056}
+PAIR_PAUSE = 60.0  # seconds at least before the row is tried again
 ROW_FAILED_CODES = {131026, 100, 131047, 131030, 132000, 132001, 132012}
 SENDER_DOWN_CODES = {190, 0, 131048, 131031, 368, 132015, 132016}
 
@@ -69,6 +72,9 @@ class Meta:
             return SendResult(Outcome.SENDER_DOWN, status, detail)
         if code in ROW_FAILED_CODES:
             return SendResult(Outcome.FAILED, status, detail)
+        if code in PAIR_LIMIT_CODES:
+            retry_after = max(parse_retry_after(header(headers, "Retry-After")) or 0.0, PAIR_PAUSE)
+            return SendResult(Outcome.RETRY, status, detail, retry_after, per_row=True)
         if code in RETRY_CODES:
             return SendResult(Outcome.RETRY, status, detail, parse_retry_after(header(headers, "Retry-After")))
         return classify(status, headers, text)
