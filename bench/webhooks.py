@@ -127,8 +127,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def start_web(env: dict, log_dir: Path) -> tuple[Child, str]:
-    web = Child.python_module("web", "common.web", ["--port", "0", "--host", "127.0.0.1"], env, log_dir)
+def start_server(name: str, module: str, env: dict, log_dir: Path) -> tuple[Child, str]:
+    """The web service or the webhook receiver on a free port, and its URL."""
+    web = Child.python_module(name, module, ["--port", "0", "--host", "127.0.0.1"], env, log_dir)
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         match = re.search(r"listening on (http://\S+)", web.log_path.read_text(errors="replace"))
@@ -139,7 +140,7 @@ def start_web(env: dict, log_dir: Path) -> tuple[Child, str]:
         time.sleep(0.05)
     tail = web.log_tail()
     web.stop(grace=5)
-    raise ConfigError(f"the web service did not start: {tail}")
+    raise ConfigError(f"{module} did not start: {tail}")
 
 
 def stored_count(db: BenchDatabase) -> int:
@@ -180,9 +181,12 @@ def run(options: dict) -> int:
         PYTHONUNBUFFERED="1",
     )
     web: Child | None = None
+    receiver: Child | None = None
     ok = False
     try:
-        web, url = start_web(env, work_dir)
+        web, url = start_server("web", "common.web", env, work_dir)
+        if options["receiver"]:
+            receiver, url = start_server("webhooks", "common.webhooks", env, work_dir)
         made = signed_requests(events, per_request, secret, secrets.token_hex(3))
         client_cpu = resource.getrusage(resource.RUSAGE_SELF)
         load = asyncio.run(send_all(f"{url}/webhooks/meta", made, rate / per_request, options["concurrency"]))
@@ -194,6 +198,9 @@ def run(options: dict) -> int:
         lost = len(set(load.acked_ids) - stored_ids)
         usage = web.stop()
         web_exit = usage.exit_code
+        received = receiver.stop() if receiver else None
+        if received:
+            web_exit = web_exit or received.exit_code
         took = max(load.last_ack - load.first_sent, 1e-9)
         lat = load.latencies_ms
         answers = ", ".join(f"{k}: {v:,}" for k, v in sorted(load.answers.items()))
@@ -211,17 +218,24 @@ def run(options: dict) -> int:
                 else f"NOT within {options['store_wait']:g} s"
             )
             + f" | stored {stored / max(all_in - load.first_sent, 1e-9):,.0f} events/s overall\n"
-            f"web service: {usage.cpu_seconds:.1f} s CPU ({usage.cpu_seconds / took:.0%} of a core while sending), "
-            f"peak RSS {usage.peak_rss_mb:.0f} MB, exit {web_exit} | this client: {client_seconds:.1f} s CPU "
+            + (
+                f"receiver: {received.cpu_seconds:.1f} s CPU ({received.cpu_seconds / took:.0%} of a core), "
+                f"peak RSS {received.peak_rss_mb:.0f} MB, exit {received.exit_code} | "
+                if received
+                else ""
+            )
+            + f"web service: {usage.cpu_seconds:.1f} s CPU ({usage.cpu_seconds / took:.0%} of a core while sending), "
+            f"peak RSS {usage.peak_rss_mb:.0f} MB, exit {usage.exit_code} | this client: {client_seconds:.1f} s CPU "
             f"({client_seconds / took:.0%} of a core; on a small machine it competes with the service)"
         )
         ok = lost == 0 and web_exit == 0 and acked > 0
         if not ok:
-            click.echo(f"webhooks: FAILED; the web service's log: {web.log_path}", err=True)
+            click.echo(f"webhooks: FAILED; the logs are in {work_dir}", err=True)
         return 0 if ok else 1
     finally:
-        if web is not None:
-            web.stop(grace=5)
+        for child in (receiver, web):
+            if child is not None:
+                child.stop(grace=5)
         db.drop()
         namespace.clear()
         if ok:
@@ -248,6 +262,12 @@ def run(options: dict) -> int:
     default=120.0,
     show_default=True,
     help="After the last answer, wait at most this long for every acknowledged event to be stored.",
+)
+@click.option(
+    "--receiver/--web-only",
+    default=True,
+    show_default=True,
+    help="Post to the lean receiver (python -m common.webhooks) or to the web service's own routes.",
 )
 @click.option("--database-url", envvar="DATABASE_URL", show_envvar=True, help="Default: from .env.")
 @click.option("--redis-url", envvar="REDIS_URL", show_envvar=True, help="Default: from .env.")

@@ -29,15 +29,11 @@ class Inbox:
         self.lock_key = keys.webhook_drain(prefix)
         self.token = secrets.token_hex(8)
 
-    def put(self, gateway: str, events: Events) -> None:
-        """Keep one request's events; raises ServiceUnavailable (answer 503: the gateway retries)."""
-        entry = {
-            "gateway": gateway,
-            "receipts": [asdict(r) for r in events.receipts],
-            "replies": [asdict(r) for r in events.replies],
-        }
+    def keep(self, entries: list[str]) -> None:
+        """Keep requests' events (from `entry_of`) in one RPUSH; raises
+        ServiceUnavailable (answer 503: the gateway sends them again)."""
         try:
-            self.client.rpush(self.key, json.dumps(entry, separators=(",", ":")))
+            self.client.rpush(self.key, *entries)
         except redis.RedisError as exc:
             raise redis_failure("keep webhook events", exc) from None
 
@@ -73,6 +69,16 @@ class Inbox:
                 self.client.delete(self.lock_key)
         except redis.RedisError:
             pass  # the lock runs out on its own
+
+
+def entry_of(gateway: str, events: Events) -> str:
+    """One request's events as the inbox keeps them."""
+    entry = {
+        "gateway": gateway,
+        "receipts": [asdict(r) for r in events.receipts],
+        "replies": [asdict(r) for r in events.replies],
+    }
+    return json.dumps(entry, separators=(",", ":"))
 
 
 def decode(raw: str) -> tuple[str, Events] | None:

@@ -16,6 +16,7 @@ from common.delivery.receipts import Receipt
 from common.store.campaign import FAILED, SENT
 from common.store.receipts import ReceiptStore
 from common.testing.dialects import Cloud, Gowa, Waha
+from common.testing.services import RedisServer
 from tests.conftest import drain, start_role
 from tests.integration.test_processes import stop
 
@@ -36,27 +37,49 @@ def signed(dialect: str, body: bytes, secret: str | None = None) -> dict:
     return {"meta": Cloud, "waha": Waha, "gowa": Gowa}[dialect].sign(secret or SECRETS[dialect], body)
 
 
-def serve(env: dict):
-    process = start_role("common.web", dict(env, WEB_PORT="0"))
+def serve(env: dict, module: str = "common.web"):
+    process = start_role(module, dict(env, WEB_PORT="0", WEBHOOK_PORT="0"))
     for line in process.stderr:
         if match := re.search(r"listening on (http://\S+)", line):
             return process, match.group(1)
-    raise AssertionError("the web service did not start")
+    raise AssertionError(f"{module} did not start")
 
 
 @pytest.fixture
-def web(role_env, campaign, real_redis):
-    env = dict(
+def secrets_env(role_env):
+    return dict(
         role_env,
         META_APP_SECRET=SECRETS["meta"],
         META_VERIFY_TOKEN="verify-me",
         WAHA_WEBHOOK_KEY=SECRETS["waha"],
         GOWA_WEBHOOK_SECRET=SECRETS["gowa"],
     )
-    process, url = serve(env)
-    yield url
-    code, err = stop(process)
-    assert code == 0, err[-500:]
+
+
+def served(*modules_and_envs):
+    """Start each (module, env); yield their URLs; each must exit 0 when stopped."""
+    started = [serve(env, module) for module, env in modules_and_envs]
+    yield [url for _, url in started]
+    for process, _ in reversed(started):
+        code, err = stop(process)
+        assert code == 0, err[-500:]
+
+
+@pytest.fixture
+def web(secrets_env, campaign, real_redis):
+    for urls in served(("common.web", secrets_env)):
+        yield urls[0]
+
+
+@pytest.fixture(params=["web service", "receiver"])
+def endpoint(request, secrets_env, campaign, real_redis):
+    """Where gateways post: the web service's own routes, or the lean receiver
+    (python -m common.webhooks) with the web service writing its inbox to MySQL."""
+    servers = [("common.web", secrets_env)] + (
+        [("common.webhooks", secrets_env)] if request.param == "receiver" else []
+    )
+    for urls in served(*servers):
+        yield urls[-1]
 
 
 def post(url: str, dialect: str, body: bytes, headers: dict) -> requests.Response:
@@ -103,7 +126,8 @@ def state(campaign, message_id: str):
         ("gowa", "gowa_message_ack", {("gowa", STANZA, "delivered")}),
     ],
 )
-def test_a_signed_receipt_is_stored_and_a_forged_or_unsigned_one_is_not(web, campaign, dialect, fixture, stored):
+def test_a_signed_receipt_is_stored_and_a_forged_or_unsigned_one_is_not(endpoint, campaign, dialect, fixture, stored):
+    web = endpoint
     body = body_of(fixture)
     assert post(web, dialect, body, {}).status_code == 401
     assert post(web, dialect, body, signed(dialect, body, secret="an old or wrong secret")).status_code == 403
@@ -117,8 +141,9 @@ def test_a_signed_receipt_is_stored_and_a_forged_or_unsigned_one_is_not(web, cam
     assert set(receipts(campaign)) == stored
 
 
-def test_a_dialect_without_its_secret_is_not_served(role_env, campaign, real_redis):
-    process, url = serve(dict(role_env, META_APP_SECRET="only-meta"))
+@pytest.mark.parametrize("module", ["common.web", "common.webhooks"])
+def test_a_dialect_without_its_secret_is_not_served(role_env, campaign, real_redis, module):
+    process, url = serve(dict(role_env, META_APP_SECRET="only-meta"), module)
     try:
         body = body_of("gowa_message_ack")
         assert post(url, "gowa", body, signed("gowa", body)).status_code == 404
@@ -129,7 +154,8 @@ def test_a_dialect_without_its_secret_is_not_served(role_env, campaign, real_red
         stop(process)
 
 
-def test_meta_subscription_echoes_the_challenge_only_for_our_verify_token(web):
+def test_meta_subscription_echoes_the_challenge_only_for_our_verify_token(endpoint):
+    web = endpoint
     asked = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": "verify-me"}
     answer = requests.get(f"{web}/webhooks/meta", params=asked, timeout=5)
     assert answer.status_code == 200 and answer.text == "1158201444"
@@ -143,7 +169,8 @@ def meta_status(message_id: str, status: str, at: int, **extra) -> bytes:
     return json.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [{"value": value}]}]}).encode()
 
 
-def test_receipts_twice_and_out_of_order_count_once_and_in_order(web, campaign):
+def test_receipts_twice_and_out_of_order_count_once_and_in_order(endpoint, campaign):
+    web = endpoint
     order = [("read", 30), ("delivered", 20), ("read", 30), ("sent", 10), ("delivered", 20)]
     for status, at in order:
         body = meta_status("wamid.A", status, 1_750_000_000 + at)
@@ -249,3 +276,36 @@ def test_prometheus_counts_receipts_by_status_and_refusals(web, campaign):
     for status in ("sent", "delivered", "read", "failed"):
         assert f'campaign_receipts_total{{gateway="meta",status="{status}"}} 1.0' in text
     assert 'campaign_webhooks_refused_total{gateway="meta",reason="missing"} 1.0' in text
+
+
+def test_the_receiver_counts_what_it_takes_and_refuses_and_answers_503_without_redis(secrets_env, campaign):
+    for (url,) in served(("common.webhooks", secrets_env)):
+        body = body_of("meta_statuses")
+        assert post(url, "meta", body, {}).status_code == 401
+        assert post(url, "meta", body, signed("meta", body)).status_code == 200
+        text = requests.get(f"{url}/metrics", timeout=5).text
+        assert 'campaign_receipts_total{gateway="meta",status="received"} 4.0' in text
+        assert 'campaign_webhooks_refused_total{gateway="meta",reason="missing"} 1.0' in text
+        assert requests.get(f"{url}/health", timeout=5).json() == {"ok": True}
+
+
+def test_the_receiver_answers_503_while_redis_is_away_and_takes_the_retry(role_env, campaign, tmp_path):
+    server = RedisServer(tmp_path, tmp_path)
+    server.start()
+    env = dict(role_env, REDIS_URL=server.url, META_APP_SECRET=SECRETS["meta"])
+    try:
+        for (url,) in served(("common.webhooks", env)):
+            kept = meta_status("wamid.KEPT", "delivered", 1_750_000_000)
+            assert post(url, "meta", kept, signed("meta", kept)).status_code == 200
+            server.kill()
+            away = meta_status("wamid.AWAY", "delivered", 1_750_000_000)
+            answer = post(url, "meta", away, signed("meta", away))
+            assert answer.status_code == 503 and "send it again" in answer.text  # the gateway retries it
+            server.start()
+            assert post(url, "meta", away, signed("meta", away)).status_code == 200
+            assert [
+                json.loads(entry)["receipts"][0]["message_id"]
+                for entry in server.client().lrange("webhook:inbox", 0, -1)
+            ] == ["wamid.AWAY"]
+    finally:
+        server.stop()

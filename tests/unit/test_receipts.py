@@ -4,7 +4,7 @@ import pytest
 
 from common.delivery.receipts import Events, OptOutRules, Receipt, Reply, timestamp, timestamp_of_iso
 from common.process.receipt_writer import ReceiptWriter
-from common.queue.inbox import Inbox, decode
+from common.queue.inbox import Inbox, decode, entry_of
 from common.store.campaign import RowRejected
 
 
@@ -86,8 +86,8 @@ class RefusingStore:
 
 def test_a_receipt_mysql_refuses_is_dropped_alone_and_the_inbox_moves_on(fake_redis):
     inbox = Inbox(fake_redis, "")
-    inbox.put("meta", Events([Receipt("wamid.1", "delivered"), Receipt("wamid.bad", "read")], []))
-    inbox.put("meta", Events([Receipt("wamid.2", "read")], [Reply("6281234567890", "STOP")]))
+    inbox.keep([entry_of("meta", Events([Receipt("wamid.1", "delivered"), Receipt("wamid.bad", "read")], []))])
+    inbox.keep([entry_of("meta", Events([Receipt("wamid.2", "read")], [Reply("6281234567890", "STOP")]))])
     fake_redis.rpush(inbox.key, "not an entry")
     store = RefusingStore("wamid.bad")
     writer = ReceiptWriter(inbox, store, OptOutRules())
