@@ -166,6 +166,80 @@ HEALTH = {
     "properties": {"status": {"enum": ["ok", "degraded"]}, "mysql": CHECK, "redis": CHECK},
 }
 COUNT = {"type": "integer", "minimum": 0}
+UNIX_MS = {"type": ["integer", "null"], "minimum": 0}
+PARTITION = {
+    "type": "object",
+    "required": [
+        "partition",
+        "pending",
+        "queued",
+        "in_flight",
+        "due_later",
+        "next_due_ms",
+        "next_due_in_seconds",
+        "sent",
+        "failed",
+        "sent_last_minute",
+        "retries",
+        "reclaims",
+        "paused",
+        "sending_since_ms",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "partition": {"type": "string", "description": '"K/N".'},
+        "pending": {"type": "integer", "minimum": 0, "description": "Rows pending in MySQL."},
+        "queued": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Jobs due now, jobs whose consumer's lease lapsed included.",
+        },
+        "in_flight": {"type": "integer", "minimum": 0, "description": "Jobs consumers said they held (heartbeats)."},
+        "due_later": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Jobs due later that no consumer holds: scheduled (SCHEDULE_COLUMN, START_AT) or "
+            "waiting for a retry.",
+        },
+        "next_due_ms": {
+            **UNIX_MS,
+            "description": "When the earliest of due_later is due (unix ms, Redis's clock); null when none is.",
+        },
+        "next_due_in_seconds": {**SECONDS, "description": "The same, as seconds from now."},
+        "sent": COUNT,
+        "failed": COUNT,
+        "sent_last_minute": COUNT,
+        "retries": COUNT,
+        "reclaims": {"type": "integer", "minimum": 0, "description": "Jobs taken over from a lapsed lease."},
+        "paused": {"type": "boolean"},
+        "sending_since_ms": {**UNIX_MS, "description": "When sends began (unix ms); null after a quiet minute."},
+    },
+}
+DAILY_LIMIT = {
+    "type": ["object", "null"],
+    "description": "The sender's DAILY_LIMIT as its consumers published it; null when they run without one.",
+    "required": ["limit", "used", "at_limit", "next_slot_in_seconds", "next_slot_ms"],
+    "additionalProperties": False,
+    "properties": {
+        "limit": {"type": "integer", "minimum": 1, "description": "Unique recipients allowed in a rolling 24 h."},
+        "used": {"type": "integer", "minimum": 0, "description": "Recipients counted in the last 24 h."},
+        "at_limit": {"type": "boolean", "description": "No new recipient until a slot frees."},
+        "next_slot_in_seconds": {**SECONDS, "description": "At the limit: seconds until a slot frees; else null."},
+        "next_slot_ms": {**UNIX_MS, "description": "At the limit: when a slot frees (unix ms); else null."},
+    },
+}
+SENDER = {
+    "type": "object",
+    "required": ["name", "state", "reason", "daily_limit"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "state": {"type": "string", "description": "The sender's circuit breaker: closed, open or half_open."},
+        "reason": {"type": ["string", "null"], "description": "Why the breaker opened."},
+        "opens_for_trial_in": {"type": "number", "minimum": 0, "description": "Open: seconds until a trial send."},
+        "daily_limit": DAILY_LIMIT,
+    },
+}
 STATUS = {
     "type": "object",
     "description": "What `python -m common.status --json` prints.",
@@ -197,12 +271,9 @@ STATUS = {
         "done": {"type": "boolean"},
         "paused": {"type": "boolean"},
         "total": {"type": "object", "additionalProperties": COUNT},
-        "partitions": {
-            "type": "array",
-            "items": {"type": "object", "required": ["partition"], "properties": {"partition": {"type": "string"}}},
-        },
+        "partitions": {"type": "array", "items": {"$ref": "#/components/schemas/Partition"}},
         "processes": {"type": "array", "items": {"type": "object"}},
-        "senders": {"type": "array", "items": {"type": "object"}},
+        "senders": {"type": "array", "items": {"$ref": "#/components/schemas/Sender"}},
         "failure_reasons": {"type": "array", "items": {"type": "object"}},
         "recent_failures": {"type": "array", "items": {"type": "object"}},
         "sent_per_minute": {"type": "array", "items": {"type": "object"}},
@@ -412,6 +483,8 @@ def document(of: int) -> dict:
                 "Resent": RESENT,
                 "Health": HEALTH,
                 "Status": STATUS,
+                "Partition": PARTITION,
+                "Sender": SENDER,
                 "OptOut": OPT_OUT,
                 "OptOuts": OPT_OUTS,
                 "OptedOut": OPTED_OUT,

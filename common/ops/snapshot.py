@@ -1,7 +1,8 @@
 """The status snapshot: one dict of how far along the campaign is, read
 from MySQL (pending, sent, failed; what receipts said after sending) and
-Redis (queued, in flight, waiting for a retry, the send rate, heartbeats,
-breakers, pause switches). `status` renders it, the web service serves it
+Redis (due now, in flight, due later: scheduled or waiting for a retry, and
+when the next is due; the send rate, heartbeats, breakers and daily limits,
+pause switches). `status` renders it, the web service serves it
 as /api/status and the dashboard draws it.
 """
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from common.delivery.daily_limit import usage
 from common.errors import ConfigError
 from common.queue import keys
 from common.queue.heartbeat import live_processes
@@ -31,23 +33,53 @@ def rate_window(sending_since_ms: int | None) -> float:
     return window
 
 
-# A due set's jobs by what they wait for, on Redis's clock (the one leases
-# and retries are set by), in one step so no job moves between the counts:
-# {due now, waiting for a retry}. A job due later is either leased (claimed:
-# its score is its lease end, and it is in the leased hash KEYS[2]) or put
-# back to wait for a retry; a leased job whose lease lapsed is due now.
-# Heartbeats cannot tell the two apart: they say how many jobs a consumer
-# held up to five seconds ago.
+# A due set's jobs by what they wait for, on Redis's clock (the one leases,
+# retries and scheduled times are set by), in one step so no job moves
+# between the counts. A job due later is either leased (claimed: its score is
+# its lease end, and it is in the leased hash KEYS[2]), scheduled, or put back
+# to wait for a retry; a leased job whose lease lapsed is due now. Heartbeats
+# cannot tell these apart: they say how many jobs a consumer held up to five
+# seconds ago. The cost is two ZCOUNTs plus one step per leased job (a
+# consumer's batch, not the queue): 100,000 scheduled jobs cost no more than
+# ten. The earliest job due later that is not leased is among the first
+# (leased jobs + 1) due later. Returns {Redis's now, due now, due later and
+# not leased, the earliest of those (ms) or ''}.
 DUE_COUNTS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local later = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+local leased = redis.call('HKEYS', KEYS[2])
+for _, id in ipairs(leased) do
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) > now then later = later - 1 end
 end
-return {redis.call('ZCOUNT', KEYS[1], '-inf', now), later}
+local next_due = ''
+if later > 0 then
+  local first = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, #leased + 1)
+  for i = 1, #first, 2 do
+    if redis.call('HEXISTS', KEYS[2], first[i]) == 0 then
+      next_due = first[i + 1]
+      break
+    end
+  end
+end
+return {now, redis.call('ZCOUNT', KEYS[1], '-inf', now), later, next_due}
 """
+
+
+def due_view(counted: list) -> dict:
+    """DUE_COUNTS' answer as the snapshot's fields: jobs due now (lapsed
+    leases included), jobs due later that no consumer holds (scheduled or
+    waiting for a retry), and when the earliest of those is due, as unix ms
+    on Redis's clock and as seconds from now."""
+    now, due_now, later, next_due = counted
+    next_ms = int(float(next_due)) if next_due not in ("", b"", None) else None
+    return {
+        "queued": int(due_now),
+        "due_later": int(later),
+        "next_due_ms": next_ms,
+        "next_due_in_seconds": None if next_ms is None else round(max(next_ms - int(now), 0) / 1000, 1),
+    }
 
 
 def partition_view(
@@ -62,7 +94,8 @@ def partition_view(
     pipe.exists(keys.paused(prefix, partition))
     pipe.hmget(queue.stats_key, ["retried", "reclaimed"])
     pipe.get(queue.sending_since_key)
-    (ready, waiting_retry), sent_counts, paused, (retried, reclaimed), since = pipe.execute()
+    counted, sent_counts, paused, (retried, reclaimed), since = pipe.execute()
+    due = due_view(counted)
     in_flight = sum(
         int(p.get("in_flight", 0))
         for p in processes
@@ -71,9 +104,11 @@ def partition_view(
     return {
         "partition": str(partition),
         "pending": table_counts.get(PENDING, 0),
-        "queued": ready,
+        "queued": due["queued"],
         "in_flight": in_flight,
-        "waiting_retry": waiting_retry,
+        "due_later": due["due_later"],
+        "next_due_ms": due["next_due_ms"],
+        "next_due_in_seconds": due["next_due_in_seconds"],
         "sent": table_counts.get(SENT, 0),
         "failed": table_counts.get(FAILED, 0),
         "sent_last_minute": sum(int(c or 0) for c in sent_counts),
@@ -96,13 +131,32 @@ def sent_per_minute(client: redis.Redis, prefix: str, of: int, minutes: int = CH
     return [{"minute": int(m) * 60, "sent": sent} for m, sent in zip(wanted, totals)]
 
 
+def daily_limit_view(client: redis.Redis, prefix: str, name: str) -> dict | None:
+    """A sender's daily limit as the snapshot shows it, or None when its
+    consumers run without one: recipients counted in the last 24 h, the
+    limit, and, at the limit, when the oldest recipient leaves the window."""
+    used = usage(client, keys.recipients(prefix, name), keys.daily_limit(prefix, name))
+    if used is None:
+        return None
+    full = used["used"] >= used["limit"]
+    return {
+        "limit": used["limit"],
+        "used": used["used"],
+        "at_limit": full,
+        "next_slot_in_seconds": round(used["next_slot_in"], 1) if full else None,
+        "next_slot_ms": now_ms() + int(used["next_slot_in"] * 1000) if full else None,
+    }
+
+
 def breaker_views(client: redis.Redis, prefix: str) -> list[dict]:
+    """Each sender that registered itself: its breaker and its daily limit."""
     views = []
     for name in sorted(client.smembers(keys.senders(prefix))):
         state = client.hgetall(keys.breaker(prefix, name))
         view = {"name": name, "state": state.get("state", "closed"), "reason": state.get("reason")}
         if view["state"] == "open":
             view["opens_for_trial_in"] = max(int(state.get("until", 0)) - now_ms(), 0) / 1000
+        view["daily_limit"] = daily_limit_view(client, prefix, name)
         views.append(view)
     return views
 
@@ -167,7 +221,7 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int, fu
             "pending",
             "queued",
             "in_flight",
-            "waiting_retry",
+            "due_later",
             "sent",
             "failed",
             "sent_last_minute",

@@ -12,6 +12,7 @@ import csv
 import json
 import sys
 import time
+from datetime import datetime
 
 import click
 from rich import box
@@ -19,6 +20,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from common.cli import SERVICE_OPTIONS
 from common.errors import CampaignError, ConfigError
@@ -39,6 +41,47 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+PARTITION_COUNTS = ("pending", "queued", "in_flight", "due_later", "sent", "failed", "sent_last_minute")
+
+
+def clock(unix_ms: int) -> str:
+    """A moment in local time: HH:MM today, with its date on another day."""
+    moment = datetime.fromtimestamp(unix_ms / 1000)
+    return moment.strftime("%H:%M" if moment.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
+
+
+def hh_mm(unix_ms: int) -> str:
+    """A moment within the next 24 hours, in local time: HH:MM says which."""
+    return datetime.fromtimestamp(unix_ms / 1000).strftime("%H:%M")
+
+
+def from_now(seconds: float) -> str:
+    """How long until something: "in 40 s", "in 12 min", "in 3 h 05 min"."""
+    if seconds < 60:
+        return f"in {seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"in {minutes} min" if minutes < 60 else f"in {minutes // 60} h {minutes % 60:02d} min"
+
+
+def due_later_line(p: dict) -> str | None:
+    """A partition's jobs due later (scheduled or waiting for a retry) and when the next is due."""
+    if p["next_due_ms"] is None:
+        return None
+    return (
+        f"{p['partition']}: {p['due_later']:,} due later (scheduled or retrying), the next at "
+        f"{clock(p['next_due_ms'])} ({from_now(p['next_due_in_seconds'])})"
+    )
+
+
+def daily_limit_text(limit: dict | None) -> str:
+    """A sender's daily limit: how much is used, or, at the limit, when a slot frees."""
+    if limit is None:
+        return ""
+    if limit["at_limit"]:
+        return f"at daily limit ({limit['used']:,}/{limit['limit']:,}), next slot at {hh_mm(limit['next_slot_ms'])}"
+    return f"daily limit: {limit['used']:,}/{limit['limit']:,} used"
+
+
 def render(view: dict) -> Group:
     """The snapshot as rich renderables: a headline, a progress bar, and tables."""
     total = view["total"]
@@ -57,16 +100,15 @@ def render(view: dict) -> Group:
     )
     parts = Table(title="Partitions", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     parts.add_column("partition", no_wrap=True)
-    for name in ("pending", "queued", "sending", "retry", "sent", "failed", "sent/min"):
+    # later: due later, scheduled or waiting for a retry (the lines under the table say when)
+    for name in ("pending", "due now", "sending", "later", "sent", "failed", "sent/min"):
         parts.add_column(name, justify="right", no_wrap=True)
     for p in view["partitions"] + [{**total, "partition": "total", "paused": view["paused"]}]:
         parts.add_row(
             p["partition"] + (" (paused)" if p["paused"] else ""),
-            *(
-                f"{p[k]:,}"
-                for k in ("pending", "queued", "in_flight", "waiting_retry", "sent", "failed", "sent_last_minute")
-            ),
+            *(f"{p[k]:,}" for k in PARTITION_COUNTS),
         )
+    due_later = [line for line in map(due_later_line, view["partitions"]) if line]
     procs = Table(
         "role",
         "partition",
@@ -99,6 +141,7 @@ def render(view: dict) -> Group:
         headline,
         bar,
         parts,
+        *due_later,
         churn,
         procs if view["processes"] else "[yellow]no live processes[/]",
     ]
@@ -109,6 +152,9 @@ def render(view: dict) -> Group:
         for s in view["senders"]:
             senders.add_row(s["name"], s["state"], s.get("reason") or "")
         items.append(senders)
+        # Lines, not a column: beside a sender's name and reason, a column would be cut short at 80 characters.
+        limited = [s for s in view["senders"] if s["daily_limit"]]
+        items += [Text(f"{s['name']}: {daily_limit_text(s['daily_limit'])}") for s in limited]
     if view.get("after_sending"):
         items.append(funnel_table(view["after_sending"]))
     if view["failure_reasons"]:
@@ -186,9 +232,10 @@ def campaign_command(fn):
 @click.pass_context
 def main(context, watch, every, as_json, **options):
     """Show the campaign's progress: per partition and in total, pending rows,
-    queued, in-flight and retrying jobs, sent, failed; the send rate over the
-    last minute and an ETA; live processes, sender breakers, failure reasons;
-    after sending: delivered, read, undelivered, opted out, send-to-delivered p50/p95.
+    jobs due now, in flight and due later (scheduled or retrying, and when the
+    next is due), sent, failed; the send rate over the last minute and an ETA;
+    live processes, sender breakers and daily limits, failure reasons; after
+    sending: delivered, read, undelivered, opted out, send-to-delivered p50/p95.
 
     Subcommands: `pause` and `resume` (the whole campaign, or --partition K),
     `resend --failed` / `--undelivered` (send failed rows, or rows whose

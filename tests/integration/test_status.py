@@ -145,9 +145,7 @@ def test_jobs_claimed_before_a_pause_are_not_sent_until_resumed(campaign, build,
     assert mock.deliveries() == {f"campaign_master_1:{i}": 1 for i in ids}
 
 
-def test_jobs_claimed_between_heartbeats_are_not_counted_as_waiting_for_a_retry(
-    campaign, build, mock, role_env, real_redis
-):
+def test_jobs_claimed_between_heartbeats_are_not_counted_as_due_later(campaign, build, mock, role_env, real_redis):
     producer, consumer = build
     campaign.add(4)
     producer().loop()
@@ -160,7 +158,8 @@ def test_jobs_claimed_between_heartbeats_are_not_counted_as_waiting_for_a_retry(
     c.loop()  # rows 5, 7 and 9 claimed, leased and sending; this consumer beats no heartbeat
     wait_for(lambda: mock.stats()["in_flight"] == 3, what="three sends under way")
     odd = status_json(role_env)["partitions"][1]
-    assert (odd["waiting_retry"], odd["queued"], odd["retries"]) == (2, 0, 2)
+    assert (odd["due_later"], odd["queued"], odd["retries"]) == (2, 0, 2)
+    assert 20 <= odd["next_due_in_seconds"] <= 90  # the earlier of the two retries, not a lease (5 s)
 
 
 def failed_rows_of_two_reasons(campaign, build, mock):
