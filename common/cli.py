@@ -20,7 +20,8 @@ SERVICE_OPTIONS = [
         envvar="DATABASE_URL",
         required=True,
         show_envvar=True,
-        help="mysql://user:password@host:3306/database",
+        help="mysql://user:password@host:3306/database; TLS: ?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem "
+        "(also ssl-cert, ssl-key; docs/tls.md).",
     ),
     click.option(
         "--redis-url",
@@ -28,7 +29,8 @@ SERVICE_OPTIONS = [
         default="redis://127.0.0.1:6379/0",
         show_envvar=True,
         show_default=True,
-        help="redis://host:port/db",
+        help="redis://host:port/db; TLS: rediss://host:port/db?ssl_ca_certs=/path/ca.pem "
+        "(also ssl_certfile, ssl_keyfile; docs/tls.md).",
     ),
     click.option(
         "--table",

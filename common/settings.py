@@ -6,10 +6,11 @@ with one line instead of deep inside a loop.
 """
 
 import re
+import ssl
 import string
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from common.errors import ConfigError
 from common.phones import check_region
@@ -59,6 +60,78 @@ def listed(value: str | None) -> list[str | None]:
     return [part.strip() for part in value.split(",")] if value else [value]
 
 
+# How far a MySQL client checks the server, by the names `mysql --ssl-mode` uses.
+SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+# DATABASE_URL's query options; ssl-ca and ssl_ca are the same option.
+DATABASE_URL_OPTIONS = ("unix_socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key")
+# REDIS_URL's query options: redis-py's own names, which its from_url reads.
+REDIS_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+REDIS_URL_OPTIONS = (
+    "db",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "health_check_interval",
+    "client_name",
+    *REDIS_TLS_OPTIONS,
+)
+REDIS_CERT_REQS = ("none", "optional", "required")
+
+# Handshake failures that are an outage (the server went away mid-handshake),
+# not a certificate or option the settings got wrong.
+TLS_OUTAGES = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+# OpenSSL's reasons for the refusals settings cause, in words.
+TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": "the server does not speak TLS on that port",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server wants a client certificate",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server refused the handshake (does it want a client certificate?)",
+    "TLSV1_ALERT_UNKNOWN_CA": "the server does not trust our client certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the server refused our client certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the server refused our client certificate",
+}
+
+
+def tls_context(what: str, verify: bool, check_hostname: bool, ca=None, cert=None, key=None) -> ssl.SSLContext:
+    """A client TLS context. A file that is missing, unreadable or not PEM
+    fails here, with one line naming it, not at the first connection, where
+    it would look like an outage. `what` names the setting (REDIS_URL)."""
+    context = ssl.create_default_context()
+    context.check_hostname = check_hostname
+    context.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+    try:
+        if ca:
+            shown = f"the CA {ca}"
+            context.load_verify_locations(cafile=ca)
+        if cert:
+            shown = f"the client certificate {cert}" + (f" with the key {key}" if key else "")
+            context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{what}: cannot use {shown} ({getattr(exc, 'reason', None) or exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {shown} ({exc.strerror or exc})") from None
+    return context
+
+
+def tls_refusal(exc: BaseException | None) -> str | None:
+    """Why a TLS handshake was refused, in words, when `exc` (or an error it
+    wraps: redis-py and pymysql keep the ssl error as context) says it was for
+    a reason the settings can fix: a certificate the CA does not vouch for, a
+    host name it does not name, a server that wants a client certificate or
+    speaks no TLS. None otherwise (a reset mid-handshake is an outage)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = getattr(exc, "verify_message", None) or str(exc)
+            hint = "does it name this host?" if "mismatch" in why else "is it signed by this CA?"
+            return f"the server's certificate failed verification ({why}): {hint}"
+        if isinstance(exc, ssl.SSLError) and not isinstance(exc, TLS_OUTAGES):
+            reason = getattr(exc, "reason", None) or ""
+            return TLS_REASONS.get(reason, f"the TLS handshake failed: {reason or exc}")
+        exc = getattr(exc, "original_exception", None) or exc.__cause__ or exc.__context__
+    return None
+
+
 @dataclass(frozen=True)
 class MySQLTarget:
     host: str
@@ -67,15 +140,77 @@ class MySQLTarget:
     password: str = field(repr=False)
     database: str
     unix_socket: str | None = None
+    # TLS, as DATABASE_URL's ?ssl-mode=...&ssl-ca=... give it (docs/tls.md).
+    ssl_mode: str = "PREFERRED"
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+
+    def __post_init__(self):
+        if self.ssl_mode not in SSL_MODES:
+            raise ConfigError(f"DATABASE_URL ssl-mode must be one of {', '.join(SSL_MODES)}, got {self.ssl_mode!r}")
+        files = [name for name in ("ssl_ca", "ssl_cert", "ssl_key") if getattr(self, name)]
+        named = ", ".join(name.replace("_", "-") for name in files)
+        if files and self.ssl_mode in ("DISABLED", "PREFERRED"):
+            raise ConfigError(
+                f"DATABASE_URL gives {named} with ssl-mode={self.ssl_mode}: use REQUIRED or a VERIFY_ mode"
+            )
+        # A CA that would be ignored is a check the user thinks happens.
+        if self.ssl_ca and self.ssl_mode == "REQUIRED":
+            raise ConfigError("DATABASE_URL gives ssl-ca with ssl-mode=REQUIRED, which checks nothing: use VERIFY_CA")
+        if self.ssl_key and not self.ssl_cert:
+            raise ConfigError("DATABASE_URL gives ssl-key without ssl-cert")
 
     def describe(self) -> str:
         """Where we connect, without the password, for log lines and errors."""
         where = self.unix_socket or f"{self.host}:{self.port}"
-        return f"mysql://{self.user}@{where}/{self.database}"
+        tls = f"?ssl-mode={self.ssl_mode}" if self.ssl_mode != "PREFERRED" else ""
+        return f"mysql://{self.user}@{where}/{self.database}{tls}"
+
+    def query(self) -> str:
+        """The query part of a DATABASE_URL for this target ('' when it has none)."""
+        options = {
+            "unix_socket": self.unix_socket,
+            "ssl-mode": self.ssl_mode if self.ssl_mode != "PREFERRED" else None,
+            "ssl-ca": self.ssl_ca,
+            "ssl-cert": self.ssl_cert,
+            "ssl-key": self.ssl_key,
+        }
+        given = [f"{name}={quote(value)}" for name, value in options.items() if value]
+        return f"?{'&'.join(given)}" if given else ""
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context ssl-mode asks for; None for DISABLED and PREFERRED,
+        which the driver handles itself (PREFERRED: TLS when the server offers
+        it, unchecked; that is pymysql's and MySQL's default)."""
+        if self.ssl_mode in ("DISABLED", "PREFERRED"):
+            return None
+        verify = self.ssl_mode in ("VERIFY_CA", "VERIFY_IDENTITY")
+        return tls_context(
+            "DATABASE_URL", verify, self.ssl_mode == "VERIFY_IDENTITY", self.ssl_ca, self.ssl_cert, self.ssl_key
+        )
+
+
+def url_options(query: str, known: tuple[str, ...], what: str, spellings: bool = False) -> dict[str, str]:
+    """A URL's query options, each given once and known; `spellings`: ssl-ca is ssl_ca."""
+    options: dict[str, str] = {}
+    for name, values in parse_qs(query, keep_blank_values=True).items():
+        key = name.replace("-", "_") if spellings else name
+        if key not in known:
+            shown = ", ".join(k.replace("_", "-") if spellings and k.startswith("ssl") else k for k in known)
+            raise ConfigError(f"{what} has an unknown option {name!r} (known: {shown})")
+        if key in options or len(values) > 1:
+            raise ConfigError(f"{what} gives the option {name!r} twice")
+        options[key] = values[0]
+    return options
 
 
 def parse_database_url(url: str) -> MySQLTarget:
-    """Parse mysql://user:pass@host:port/db (socket: ?unix_socket=/path)."""
+    """Parse mysql://user:pass@host:port/db (socket: ?unix_socket=/path; TLS:
+    ?ssl-mode=VERIFY_CA&ssl-ca=/path, see docs/tls.md). A CA given without a
+    mode is checked against (VERIFY_CA), a client certificate alone makes
+    TLS required. Certificate files are read here, so a missing one fails at
+    start-up."""
     try:
         parts = urlsplit(url)
         port = parts.port or 3306
@@ -86,24 +221,76 @@ def parse_database_url(url: str) -> MySQLTarget:
     database = parts.path.lstrip("/")
     if not database:
         raise ConfigError("DATABASE_URL names no database (mysql://user:password@host:3306/DATABASE)")
-    socket = parse_qs(parts.query).get("unix_socket", [None])[0]
+    options = url_options(parts.query, DATABASE_URL_OPTIONS, "DATABASE_URL", spellings=True)
+    socket = options.get("unix_socket") or None
     if not parts.hostname and not socket:
         raise ConfigError("DATABASE_URL names no host")
-    return MySQLTarget(
+    mode = options.get("ssl_mode", "").upper().replace("-", "_") or (
+        "VERIFY_CA" if options.get("ssl_ca") else "REQUIRED" if options.get("ssl_cert") else "PREFERRED"
+    )
+    target = MySQLTarget(
         host=parts.hostname or "localhost",
         port=port,
         user=unquote(parts.username or "root"),
         password=unquote(parts.password or ""),
         database=identifier(unquote(database), "database name"),
         unix_socket=socket,
+        ssl_mode=mode,
+        ssl_ca=options.get("ssl_ca") or None,
+        ssl_cert=options.get("ssl_cert") or None,
+        ssl_key=options.get("ssl_key") or None,
     )
+    target.tls_context()
+    return target
 
 
 def check_redis_url(url: str) -> str:
+    """REDIS_URL, checked: its scheme, its query options (redis-py's names;
+    TLS ones only with rediss://), and its certificate files, read here so
+    that a missing CA fails at start-up instead of looking like an outage."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
-        raise ConfigError("REDIS_URL must look like redis://host:6379/0")
+        raise ConfigError("REDIS_URL must look like redis://host:6379/0 (rediss:// for TLS)")
+    options = url_options(parts.query, REDIS_URL_OPTIONS, "REDIS_URL")
+    tls = [name for name in REDIS_TLS_OPTIONS if name in options]
+    if tls and parts.scheme != "rediss":
+        raise ConfigError(f"REDIS_URL gives {tls[0]} but is not a rediss:// URL (TLS)")
+    redis_tls_context(url)
     return url
+
+
+def redis_tls_context(url: str) -> ssl.SSLContext | None:
+    """The TLS context a rediss:// URL's options describe (None for other URLs),
+    as redis-py builds it, which unquotes each value once more after parse_qs."""
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    options = {name: unquote(value) for name, value in url_options(parts.query, REDIS_URL_OPTIONS, "REDIS_URL").items()}
+    reqs = options.get("ssl_cert_reqs", "required")
+    if reqs not in REDIS_CERT_REQS:
+        raise ConfigError(f"REDIS_URL ssl_cert_reqs must be one of {', '.join(REDIS_CERT_REQS)}, got {reqs!r}")
+    if options.get("ssl_keyfile") and not options.get("ssl_certfile"):
+        raise ConfigError("REDIS_URL gives ssl_keyfile without ssl_certfile")
+    return tls_context(
+        "REDIS_URL",
+        reqs != "none",
+        False,
+        options.get("ssl_ca_certs") or None,
+        options.get("ssl_certfile") or None,
+        options.get("ssl_keyfile") or None,
+    )
+
+
+def redis_where(url: str) -> str:
+    """Where a REDIS_URL points, without its user, password or options, for messages."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
 
 
 def check_http_url(url: str | None, what: str) -> str:

@@ -11,15 +11,17 @@ data in the same Redis costs nothing.
 
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
 from common.errors import ConfigError, ServiceUnavailable
 from common.queue import keys
-from common.settings import Partition
+from common.settings import Partition, redis_tls_context, redis_where, tls_refusal
 
 log = logging.getLogger(__name__)
 
@@ -203,26 +205,60 @@ def decode_job(row_id: int, raw: str) -> Job | None:
     return Job(row_id, phone, min(max(attempts, 0), MAX_ATTEMPTS_KEPT), sent, params, due, valid_until, problem)
 
 
+def tls_failure(what: str, refusal: str) -> ConfigError:
+    return ConfigError(f"Redis TLS failed ({what}): {refusal}; check the ssl_ options in REDIS_URL (docs/tls.md)")
+
+
 def redis_failure(what: str, exc: redis.RedisError) -> Exception:
-    """A Redis error as what it means for a role: refused credentials are a
-    configuration error; anything else (unreachable, timeouts, and server
-    refusals such as OOM at maxmemory, READONLY after a failover, MISCONF,
-    BUSY, LOADING) means "Redis is unavailable": wait and try again."""
+    """A Redis error as what it means for a role: refused credentials, and a
+    TLS handshake refused for a reason the settings cause (a certificate the
+    CA does not vouch for, a missing client certificate), are configuration
+    errors; anything else (unreachable, timeouts, and server refusals such as
+    OOM at maxmemory, READONLY after a failover, MISCONF, BUSY, LOADING) means
+    "Redis is unavailable": wait and try again."""
     if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
         return ConfigError(f"Redis refused the credentials in REDIS_URL: {exc}")
+    refusal = tls_refusal(exc)
+    if refusal:
+        return tls_failure(what, refusal)
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(exc, redis.BusyLoadingError):
         return ServiceUnavailable(f"Redis is unreachable ({what}): {exc}")
     return ServiceUnavailable(f"Redis is unavailable ({what}): {exc}")
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for REDIS_URL; fails with one line if Redis does not answer."""
+    """A client for REDIS_URL (TLS options in its query, as redis-py reads
+    them); fails with one line if Redis does not answer."""
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
+    what = f"connect to {redis_where(url)}"
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise redis_failure("connect", exc) from None
+        failure = redis_failure(what, exc)
+        refusal = tls_alert(url) if isinstance(failure, ServiceUnavailable) else None
+        if refusal:
+            failure = tls_failure(what, refusal)
+        raise failure from None
     return client
+
+
+def tls_alert(url: str, wait: float = 1.0) -> str | None:
+    """Why a TLS server hung up on us, if it said so. Under TLS 1.3 a server
+    checks the client certificate after the handshake, so redis-py's first
+    write meets a closed socket (an EOF, which looks like an outage); a
+    handshake of our own followed by a read gets the alert the server sent
+    (certificate required, unknown CA). None when it sends none."""
+    context = redis_tls_context(url)
+    parts = urlsplit(url)
+    if context is None or parts.hostname is None:
+        return None
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 6379), timeout=wait) as raw:
+            with context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+                tls.recv(1)
+    except OSError as exc:
+        return tls_refusal(exc)
+    return None
 
 
 class JobQueue:

@@ -22,7 +22,7 @@ from decimal import Decimal
 import pymysql
 
 from common.errors import CampaignError, ConfigError, ServiceUnavailable
-from common.settings import MySQLTarget, identifier
+from common.settings import MySQLTarget, identifier, tls_refusal
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ ACCESS_DENIED = (1044, 1045, 1698)
 UNKNOWN_DATABASE = 1049
 UNKNOWN_TABLE = 1146
 UNKNOWN_COLUMN = 1054
+# pymysql's CR_SSL_CONNECTION_ERROR, raised when ssl-mode wants TLS and the server offers none.
+SSL_REQUIRED_BUT_NOT_OFFERED = 2026
 
 
 def as_text(value) -> str | None:
@@ -155,9 +157,43 @@ def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
         return RowRejected(f"MySQL refused the row: {exc.args[-1]}")
     if code in (UNKNOWN_TABLE, UNKNOWN_COLUMN):
         return ConfigError(f"MySQL: {exc.args[1]} (load schema.sql, or check CAMPAIGN_TABLE and the column names)")
+    if code == SSL_REQUIRED_BUT_NOT_OFFERED:
+        return ConfigError(f"MySQL at {target.describe()} offers no TLS, which ssl-mode={target.ssl_mode} requires")
+    refusal = tls_refusal(exc)
+    if refusal:
+        return ConfigError(
+            f"MySQL at {target.describe()}: TLS failed: {refusal}; check ssl-mode, ssl-ca, ssl-cert and ssl-key"
+            " in DATABASE_URL (docs/tls.md)"
+        )
     if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
         return ServiceUnavailable(f"MySQL at {target.describe()} is unreachable: {exc.args[-1]}")
     return exc
+
+
+def tls_options(target: MySQLTarget) -> dict:
+    """pymysql's TLS arguments for the target's ssl-mode. PREFERRED passes
+    none: pymysql then uses TLS when the server offers it, unchecked, as the
+    mysql client does; any context makes TLS required (an error when the
+    server offers none)."""
+    if target.ssl_mode == "DISABLED":
+        return {"ssl_disabled": True}
+    context = target.tls_context()
+    return {"ssl": context} if context else {}
+
+
+def open_connection(target: MySQLTarget, database: str | None, **options) -> pymysql.connections.Connection:
+    """A pymysql connection to `target` on `database` (None: none), over TLS
+    as its ssl-mode says; `options` go to pymysql (timeouts, autocommit)."""
+    return pymysql.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        database=database,
+        unix_socket=target.unix_socket,
+        **tls_options(target),
+        **options,
+    )
 
 
 class CampaignTable:
@@ -184,13 +220,9 @@ class CampaignTable:
     def _execute(self, sql: str, args=None, last_id: bool = False, count: bool = False):
         try:
             if self._connection is None:
-                self._connection = pymysql.connect(
-                    host=self.target.host,
-                    port=self.target.port,
-                    user=self.target.user,
-                    password=self.target.password,
-                    database=self.target.database,
-                    unix_socket=self.target.unix_socket,
+                self._connection = open_connection(
+                    self.target,
+                    self.target.database,
                     autocommit=True,
                     init_command=SESSION,
                     connect_timeout=5,

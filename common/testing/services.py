@@ -1,11 +1,15 @@
 """What tests, the benchmark and the chaos run share to stand up services:
 free ports, the schema loaded statement by statement, URLs for a database,
-a connection to one, and throwaway redis-server and MariaDB instances of
-their own (on free ports, so stopping or killing them harms nothing else)."""
+a connection to one, a throwaway certificate authority (openssl), and
+throwaway redis-server and MariaDB instances of their own (on free ports, so
+stopping or killing them harms nothing else), over TLS when given one."""
 
+import dataclasses
 import os
+import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -14,6 +18,7 @@ import redis
 
 from common.settings import MySQLTarget
 from common.store import schema
+from common.store.campaign import open_connection
 from common.testing.processes import SetupFailed, find_server, spawn, stop_process, wait_until
 
 
@@ -38,45 +43,94 @@ def load_schema(cursor) -> None:
         cursor.execute(statement)
 
 
-def database_url(target) -> str:
-    """mysql://... for a MySQLTarget, as DATABASE_URL takes it (user and password quoted)."""
+def database_url(target: MySQLTarget) -> str:
+    """mysql://... for a MySQLTarget, as DATABASE_URL takes it (user and password quoted, TLS options kept)."""
     password = f":{quote(target.password, safe='')}" if target.password else ""
     where = f"{target.host}:{target.port}"
-    socket_part = f"?unix_socket={quote(target.unix_socket)}" if target.unix_socket else ""
-    return f"mysql://{quote(target.user, safe='')}{password}@{where}/{target.database}{socket_part}"
+    return f"mysql://{quote(target.user, safe='')}{password}@{where}/{target.database}{target.query()}"
 
 
 def connect_mysql(target: MySQLTarget, database: str | None, **options) -> pymysql.connections.Connection:
     """An autocommit pymysql connection to `target` on `database` (None: no
-    database, to create or drop one); `options` go to pymysql (timeouts)."""
-    return pymysql.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        unix_socket=target.unix_socket,
-        database=database,
-        autocommit=True,
-        **options,
+    database, to create or drop one), over TLS as the target's ssl-mode says;
+    `options` go to pymysql (timeouts)."""
+    return open_connection(target, database, autocommit=True, **options)
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """PEM files of a throwaway certificate authority: a server certificate
+    for 127.0.0.1 and localhost, a client certificate, both signed by `ca`,
+    and `other_ca`, which signed neither (a wrong CA)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+
+
+def openssl(workdir: Path, *args: str) -> None:
+    done = subprocess.run(
+        [installed(shutil.which("openssl"), "openssl"), *args], cwd=workdir, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SetupFailed(f"openssl {args[0]} failed: {done.stderr.strip()}")
+
+
+def make_certificates(workdir: Path) -> Certificates:
+    """A CA, server and client certificates (EC keys: quick to make) valid for
+    two days, made with the openssl command line, in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes".split()
+    for name in ("ca", "other-ca"):
+        making = f"req -x509 -days 2 -keyout {name}.key -out {name}.crt"
+        openssl(workdir, *making.split(), *key, "-subj", f"/CN=campaign test {name}")
+    uses = {
+        "server": "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        "client": "extendedKeyUsage=clientAuth\n",
+    }
+    for name, extensions in uses.items():
+        (workdir / f"{name}.ext").write_text("basicConstraints=CA:FALSE\n" + extensions)
+        openssl(workdir, *f"req -keyout {name}.key -out {name}.csr".split(), *key, "-subj", f"/CN=campaign {name}")
+        serial = str(int.from_bytes(os.urandom(8), "big"))
+        signing = f"x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -days 2 -extfile {name}.ext -out {name}.crt"
+        openssl(workdir, *signing.split(), "-set_serial", serial)
+    return Certificates(
+        ca=workdir / "ca.crt",
+        server_cert=workdir / "server.crt",
+        server_key=workdir / "server.key",
+        client_cert=workdir / "client.crt",
+        client_key=workdir / "client.key",
+        other_ca=workdir / "other-ca.crt",
     )
 
 
 class RedisServer:
-    """A private redis-server without persistence: killed and started again, it is empty."""
+    """A private redis-server without persistence: killed and started again, it
+    is empty. Given `tls`, it listens for TLS only (no plain port) and wants a
+    client certificate signed by the CA, as managed services may."""
 
-    def __init__(self, workdir: Path, logs: Path):
+    def __init__(self, workdir: Path, logs: Path, tls: Certificates | None = None):
         self.binary = find_server("redis-server")
         self.workdir = workdir
         self.log = logs / "redis-server.log"
         self.port = free_port()
+        self.tls = tls
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        if self.tls is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return (
+            f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={quote(str(self.tls.ca))}"
+            f"&ssl_certfile={quote(str(self.tls.client_cert))}&ssl_keyfile={quote(str(self.tls.client_key))}"
+        )
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=10, socket_connect_timeout=2)
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=10, socket_connect_timeout=2)
 
     def answers(self) -> bool:
         try:
@@ -84,13 +138,28 @@ class RedisServer:
         except redis.RedisError:
             return False
 
+    def listening(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(self.tls.server_cert),
+            "--tls-key-file",
+            str(self.tls.server_key),
+            "--tls-ca-cert-file",
+            str(self.tls.ca),
+        ]
+
     def start(self) -> None:
         """Start it and wait until it answers."""
         self.process = spawn(
             [
                 installed(self.binary, "redis-server"),
-                "--port",
-                str(self.port),
+                *self.listening(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -112,12 +181,15 @@ class RedisServer:
         self.process.kill()
         self.process.wait()
 
+    def stop(self) -> None:
+        stop_process(self.process, 10)
+
 
 class MariaDB:
     """A private MariaDB whose data lives in `workdir`. Its root has no
     password and it listens on 127.0.0.1 only, so that is safe here."""
 
-    def __init__(self, workdir: Path, logs: Path, database: str):
+    def __init__(self, workdir: Path, logs: Path, database: str, tls: Certificates | None = None):
         self.server = find_server("mariadbd") or find_server("mysqld")
         self.install_db = find_server("mariadb-install-db") or find_server("mysql_install_db")
         self.workdir = workdir
@@ -125,7 +197,11 @@ class MariaDB:
         self.logs = logs
         self.log = logs / "mariadbd.log"
         self.port = free_port()
+        self.tls = tls
         self.target = MySQLTarget("127.0.0.1", self.port, "root", "", database)
+        if tls is not None:
+            # Its root then connects as a client of a managed server should: checking the certificate.
+            self.target = dataclasses.replace(self.target, ssl_mode="VERIFY_IDENTITY", ssl_ca=str(tls.ca))
         # mariadbd refuses to run as root unless told to.
         self.user_option = ["--user=root"] if os.geteuid() == 0 else []
         self.process: subprocess.Popen | None = None
@@ -168,9 +244,15 @@ class MariaDB:
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--log-error={self.log}",
+                *self.tls_options(),
             ],
             self.log,
         )
+
+    def tls_options(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [f"--ssl-ca={self.tls.ca}", f"--ssl-cert={self.tls.server_cert}", f"--ssl-key={self.tls.server_key}"]
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
