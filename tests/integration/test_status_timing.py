@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 import schemathesis
+from playwright.sync_api import sync_playwright
 
 from common.delivery.daily_limit import WINDOW_MS
 from common.ops.openapi import document
@@ -18,7 +19,7 @@ from common.settings import Partition
 from common.store.campaign import SENT
 from tests.integration.test_status import status, status_json
 from tests.integration.test_sticky_and_limits import cycle, waha
-from tests.integration.test_web import AUTH, web  # noqa: F401  (the service as a process)
+from tests.integration.test_web import AUTH, chromium, web  # noqa: F401  (the service as a process)
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +147,41 @@ def test_the_status_api_with_jobs_due_later_and_a_sender_at_its_limit_is_what_th
     assert senders["waha:s2"]["daily_limit"]["used"] == 0 and senders["waha:s3"]["daily_limit"] is None
     assert senders["waha:s3"]["opens_for_trial_in"] > 0
     schemathesis.openapi.from_dict(document(2))["/api/status"]["GET"].validate_response(answer)
+
+
+def test_the_dashboard_shows_jobs_due_later_with_the_next_due_time_and_the_daily_limits(
+    timed_queue,
+    web,  # noqa: F811
+    real_redis,
+):
+    now = time.time() * 1000
+    real_redis.sadd("senders", "waha:s1", "waha:s2")
+    real_redis.set("sender:waha:s1:daily_limit", 2)
+    real_redis.zadd("sender:waha:s1:recipients", {"6281200000001": now - 2000, "6281200000002": now - 1000})
+    real_redis.set("sender:waha:s2:daily_limit", 50)
+    real_redis.zadd("sender:waha:s2:recipients", {"6281200000003": now})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(
+            http_credentials={"username": AUTH[0], "password": AUTH[1]}, viewport={"width": 390, "height": 844}
+        )
+        page.goto(f"{web}/")
+        page.wait_for_function("document.getElementById('state').textContent !== 'loading'")
+        odd, total = 'tr[data-partition="1/2"]', 'tr[data-partition="total"]'
+        assert (page.inner_text(f"{odd} td.queued"), page.inner_text(f"{odd} td.due_later")) == ("3", "3")
+        # The browser's local time is the test's: HH:MM, then how long until it.
+        expected = page.evaluate(
+            f"new Date({timed_queue}).toLocaleTimeString('en-GB', {{hour: '2-digit', minute: '2-digit'}})"
+        )
+        for row in (odd, total):
+            next_due = page.inner_text(f"{row} td.next_due")
+            assert next_due.startswith(expected) and next_due.endswith("in 20 min"), next_due
+        assert page.inner_text('tr[data-partition="0/2"] td.next_due') == "-"
+        slot = page.evaluate(
+            f"new Date({now - 2000} + 86400000).toLocaleTimeString('en-GB', {{hour: '2-digit', minute: '2-digit'}})"
+        )
+        limit = 'tr[data-sender="waha:{}"] td.daily_limit'
+        assert page.inner_text(limit.format("s1")) == f"at daily limit (2/2), next slot at {slot}"
+        assert page.inner_text(limit.format("s2")) == "daily limit: 1/50 used"
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+        browser.close()
