@@ -96,7 +96,8 @@ def usage(client: redis.Redis, prefix_key: str, limit_key: str) -> dict | None:
     if not raw or not str(raw).isdigit():
         return None
     limit = int(raw)
-    now_ms = time.time() * 1000
+    seconds, micros = client.time()  # Redis's clock, which stamped the recipients
+    now_ms = seconds * 1000 + micros / 1000
     used = client.zcount(prefix_key, now_ms - WINDOW_MS, "+inf")
     oldest = client.zrangebyscore(prefix_key, now_ms - WINDOW_MS, "+inf", start=0, num=1, withscores=True)
     next_slot = max(oldest[0][1] + WINDOW_MS - now_ms, 0) / 1000 if used >= limit and oldest else 0.0
