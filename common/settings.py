@@ -123,8 +123,9 @@ def tls_refusal(exc: BaseException | None) -> str | None:
         seen.add(id(exc))
         if isinstance(exc, ssl.SSLCertVerificationError):
             why = getattr(exc, "verify_message", None) or str(exc)
-            hint = "does it name this host?" if "mismatch" in why else "is it signed by this CA?"
-            return f"the server's certificate failed verification ({why}): {hint}"
+            if "mismatch" in why:
+                return f"the server's certificate does not name the host in the URL ({why})"
+            return f"the server's certificate is not signed by the CA we trust ({why})"
         if isinstance(exc, ssl.SSLError) and not isinstance(exc, TLS_OUTAGES):
             reason = getattr(exc, "reason", None) or ""
             return TLS_REASONS.get(reason, f"the TLS handshake failed: {reason or exc}")

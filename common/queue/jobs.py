@@ -243,22 +243,42 @@ def connect(url: str) -> redis.Redis:
 
 
 def tls_alert(url: str, wait: float = 1.0) -> str | None:
-    """Why a TLS server hung up on us, if it said so. Under TLS 1.3 a server
+    """Why a TLS server hung up on us, if it says so. Under TLS 1.3 a server
     checks the client certificate after the handshake, so redis-py's first
     write meets a closed socket (an EOF, which looks like an outage); a
     handshake of our own followed by a read gets the alert the server sent
-    (certificate required, unknown CA). None when it sends none."""
+    (certificate required, unknown CA). A handshake that gets no answer may be
+    a plain Redis reading it as a command: a PING tells. None when nothing
+    points at the settings."""
     context = redis_tls_context(url)
     parts = urlsplit(url)
     if context is None or parts.hostname is None:
         return None
+    address = (parts.hostname, parts.port or 6379)
     try:
-        with socket.create_connection((parts.hostname, parts.port or 6379), timeout=wait) as raw:
-            with context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+        with socket.create_connection(address, timeout=wait) as raw:
+            try:
+                tls = context.wrap_socket(raw, server_hostname=parts.hostname)
+            except TimeoutError:
+                return plain_redis(address, wait)
+            with tls:
                 tls.recv(1)
+    except TimeoutError:
+        return None  # it took us and waits for a command
     except OSError as exc:
         return tls_refusal(exc)
     return None
+
+
+def plain_redis(address: tuple[str, int], wait: float) -> str | None:
+    try:
+        with socket.create_connection(address, timeout=wait) as raw:
+            raw.sendall(b"PING\r\n")
+            answer = raw.recv(64)
+    except OSError:
+        return None
+    # A RESP answer: +PONG, or an error such as -NOAUTH.
+    return "the server speaks Redis without TLS on that port (use redis://)" if answer[:1] in (b"+", b"-") else None
 
 
 class JobQueue:

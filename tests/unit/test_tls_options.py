@@ -141,7 +141,7 @@ def verify_failed() -> ssl.SSLCertVerificationError:
 def test_a_redis_certificate_the_ca_does_not_vouch_for_is_a_configuration_error():
     failure = redis_failure("connect", wrapped(redis.ConnectionError("Error 1 connecting"), verify_failed()))
     assert isinstance(failure, ConfigError)
-    assert "unable to get local issuer certificate" in str(failure) and "is it signed by this CA?" in str(failure)
+    assert "unable to get local issuer certificate" in str(failure) and "not signed by the CA we trust" in str(failure)
 
 
 def test_a_tls_connection_cut_mid_handshake_is_an_outage_to_wait_out():
