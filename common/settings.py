@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from common.errors import ConfigError
 from common.phones import check_region
+from common.queue.sentinel import is_sentinel_url, parse_sentinel_url
 from common.timing import SendWindow, moment, parse_duration, parse_rate, zone_of
 
 # The HTTP engines and gateway dialects by name: settings check the names
@@ -250,8 +251,14 @@ def check_redis_url(url: str) -> str:
     TLS ones only with rediss://), and its certificate files, read here so
     that a missing CA fails at start-up instead of looking like an outage."""
     parts = urlsplit(url)
+    if is_sentinel_url(url):
+        if parse_sentinel_url(url).tls:
+            redis_tls_context(f"rediss://sentinel/?{parts.query}")  # the same ssl_ options and files
+        return url
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
-        raise ConfigError("REDIS_URL must look like redis://host:6379/0 (rediss:// for TLS)")
+        raise ConfigError(
+            "REDIS_URL must look like redis://host:6379/0 (rediss:// for TLS, redis+sentinel:// for Sentinel)"
+        )
     options = url_options(parts.query, REDIS_URL_OPTIONS, "REDIS_URL")
     tls = [name for name in REDIS_TLS_OPTIONS if name in options]
     if tls and parts.scheme != "rediss":
@@ -284,6 +291,8 @@ def redis_tls_context(url: str) -> ssl.SSLContext | None:
 
 def redis_where(url: str) -> str:
     """Where a REDIS_URL points, without its user, password or options, for messages."""
+    if is_sentinel_url(url):
+        return parse_sentinel_url(url).describe()
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return f"unix://{parts.path}"

@@ -18,9 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from redis.sentinel import MasterNotFoundError
 
 from common.errors import ConfigError, ServiceUnavailable
 from common.queue import keys
+from common.queue.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 from common.settings import Partition, redis_tls_context, redis_where, tls_refusal
 
 log = logging.getLogger(__name__)
@@ -221,6 +223,8 @@ def redis_failure(what: str, exc: redis.RedisError) -> Exception:
     refusal = tls_refusal(exc)
     if refusal:
         return tls_failure(what, refusal)
+    if isinstance(exc, MasterNotFoundError):
+        return ServiceUnavailable(f"Redis is unreachable ({what}): no sentinel names a primary")
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(exc, redis.BusyLoadingError):
         return ServiceUnavailable(f"Redis is unreachable ({what}): {exc}")
     return ServiceUnavailable(f"Redis is unavailable ({what}): {exc}")
@@ -228,8 +232,14 @@ def redis_failure(what: str, exc: redis.RedisError) -> Exception:
 
 def connect(url: str) -> redis.Redis:
     """A client for REDIS_URL (TLS options in its query, as redis-py reads
-    them); fails with one line if Redis does not answer."""
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
+    them), or for the primary its sentinels name (common.queue.sentinel);
+    fails with one line if Redis does not answer."""
+    if is_sentinel_url(url):
+        client = sentinel_client(
+            parse_sentinel_url(url), decode_responses=True, socket_timeout=10, socket_connect_timeout=5
+        )
+    else:
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
     what = f"connect to {redis_where(url)}"
     try:
         client.ping()
