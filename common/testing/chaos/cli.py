@@ -98,6 +98,13 @@ def interrupt(signum, _frame) -> None:
     f"deadline, for --phase-seconds.",
 )
 @click.option(
+    "--failover",
+    is_flag=True,
+    help="Run Redis as a primary, a replica and three sentinels (REDIS_URL=redis+sentinel://...) and "
+    "SIGKILL the primary once mid-run, in place of the Redis refusals and the Redis restart: the "
+    "processes must follow the promoted replica.",
+)
+@click.option(
     "--phase-seconds",
     type=click.FloatRange(0.5, LEASE_SECONDS / 2),
     default=3.0,

@@ -56,6 +56,7 @@ class Options:
     redis_busy: bool
     odd_answers: bool
     trickle: bool
+    failover: bool
     phase_seconds: float
     seed: int | None
     keep: bool

@@ -121,6 +121,7 @@ class RedisBusy(HeldFault):
         self.thread: threading.Thread | None = None
         self.answer: str | None = None  # what a probe got while the script ran
         self.error: str | None = None  # the script's own failure
+        self.killed = False  # ended early by a SCRIPT KILL (a sentinel's)
 
     def begin(self) -> None:
         self.server.client().config_set("busy-reply-threshold", BUSY_THRESHOLD_MS)
@@ -135,7 +136,12 @@ class RedisBusy(HeldFault):
         try:
             client.eval(BUSY_SCRIPT, 0, self.seconds)
         except redis.RedisError as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
+            if "Script killed" in str(exc):
+                # Sentinels end a busy primary's script with SCRIPT KILL rather
+                # than fail it over (--failover): Redis was BUSY until then.
+                self.killed = True
+            else:
+                self.error = f"{type(exc).__name__}: {exc}"
         finally:
             client.close()
 
@@ -161,8 +167,8 @@ class RedisBusy(HeldFault):
 
     def detail(self) -> str:
         return (
-            f"a script ran {self.seconds:g} s, threshold {BUSY_THRESHOLD_MS} ms; "
-            f"a probe got {self.answer or 'an answer'}"
+            f"a script ran {'until a sentinel killed it' if self.killed else f'{self.seconds:g} s'}, "
+            f"threshold {BUSY_THRESHOLD_MS} ms; a probe got {self.answer or 'an answer'}"
         )
 
     def problem(self) -> str | None:

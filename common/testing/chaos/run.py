@@ -7,6 +7,7 @@ of each that the verdict reads."""
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -43,7 +44,22 @@ from common.testing.chaos.roles import Kill, Roles
 from common.testing.chaos.schedule import Schedule, Step
 from common.testing.chaos.verdict import judge, print_verdict, tally
 from common.testing.processes import SetupFailed, stop_process, wait_until
+from common.testing.sentinel import SentinelGroup
 from common.testing.services import MariaDB, RedisServer
+
+
+@dataclass
+class FailoverRecord:
+    """What the --failover step did, for the verdict."""
+
+    count: int = 0
+    promoted_after: float = 0.0  # seconds from the kill until the replica was primary
+    leased: int = 0  # jobs leased at the kill
+
+    def detail(self) -> str:
+        if not self.count:
+            return "did not happen"
+        return f"replica primary {self.promoted_after:.1f} s after the kill; {self.leased} jobs leased then"
 
 
 class ChaosRun:
@@ -54,7 +70,10 @@ class ChaosRun:
         self.logs = workdir / "logs"
         self.logs.mkdir()
         self.rng = random.Random(options.seed)
-        self.redis = RedisServer(workdir, self.logs)
+        # With --failover, Redis is a Sentinel group and `redis` its primary of the moment.
+        self.group = SentinelGroup(workdir / "redis", self.logs) if options.failover else None
+        self.redis = self.group.primary if self.group else RedisServer(workdir, self.logs)
+        self.failover = FailoverRecord()
         self.mariadb = MariaDB(workdir, self.logs, DATABASE)
         self.campaign = Campaign(self.mariadb)
         self.mock = MockEndpoint(workdir, options.fail_rate, options.timeout_rate)
@@ -98,15 +117,19 @@ class ChaosRun:
         ]
         if missing:
             raise SetupFailed(f"not installed: {', '.join(missing)} (apt-get install redis-server mariadb-server)")
-        self.redis.start()
+        if self.group:
+            self.group.start()
+        else:
+            self.redis.start()
         self.mariadb.install()
         self.mariadb.start()
         wait_until(self.mariadb.answers, 60, "mariadbd accepting connections", self.mariadb.log)
         self.campaign.create(self.options.rows)
         self.mock.start()
         self._roles = Roles(self.role_environment(), self.logs, self.clock)
+        redis = f"Sentinel group {self.group.url}" if self.group else f"private Redis on :{self.redis.port}"
         self.say(
-            f"{self.options.rows} rows; private Redis on :{self.redis.port}, MariaDB on :{self.mariadb.port}, "
+            f"{self.options.rows} rows; {redis}, MariaDB on :{self.mariadb.port}, "
             f"mock at {self.mock.url} ({self.options.fail_rate:.0%} 5xx, {self.options.timeout_rate:.0%} hangs)"
         )
 
@@ -121,7 +144,7 @@ class ChaosRun:
         """Each held fault in the order of the schedule, and whether it is on."""
         options = self.options
         return [
-            (self.refusal, options.redis_refusals),
+            (self.refusal, options.redis_refusals and not options.failover),
             (self.busy, options.redis_busy),
             (self.odd, options.odd_answers),
             (self.trickle, options.trickle),
@@ -132,9 +155,15 @@ class ChaosRun:
         each alone, so a repeat or a loss points at one."""
         on = {fault.name: enabled for fault, enabled in self.held_faults()}
         seconds = self.options.phase_seconds
+        # Under Sentinel the primary is killed once instead: a refusal would
+        # make the sentinels reconfigure it, a restart would be a failover.
+        redis_steps = (
+            [Step("Redis failover", self.fail_over)]
+            if self.group
+            else [self.refusal.step(seconds), Step("Redis restart", self.restart_redis)]
+        )
         steps = [
-            self.refusal.step(seconds),
-            Step("Redis restart", self.restart_redis),
+            *redis_steps,
             self.busy.step(seconds),
             self.odd.step(seconds),
             Step("MySQL restart", self.stop_mysql, self.start_mysql, self.options.mysql_down_seconds),
@@ -148,7 +177,7 @@ class ChaosRun:
             PYTHONUNBUFFERED="1",
             LOG_LEVEL="INFO",
             DATABASE_URL=self.mariadb.url,
-            REDIS_URL=self.redis.url,
+            REDIS_URL=self.group.url if self.group else self.redis.url,
             KEY_PREFIX="",
             CAMPAIGN_TABLE=TABLE,
             PHONE_COLUMN="column1",
@@ -299,17 +328,7 @@ class ChaosRun:
     def restart_redis(self) -> None:
         """Kill Redis and start it again empty. Jobs leased at that moment lose
         their lease and are queued again from MySQL, so each may be sent again."""
-        client = self.redis.client()
-        # Claims are writes: pausing writes keeps any claim from slipping in
-        # between this snapshot of the leases and the kill.
-        client.client_pause(10_000, all=False)
-        now_ms = int(time.time() * 1000)
-        leased = {
-            int(member)
-            for queue in queues(client)
-            for member in client.zrangebyscore(queue.due_key, f"({now_ms}", "+inf")
-            if member.isdigit()
-        }
+        leased = self.leased_jobs()
         self.redis.kill()
         self.start_outage("Redis")
         self.say(f"Redis killed ({len(leased)} jobs leased or backing off); starting it again empty")
@@ -319,6 +338,38 @@ class ChaosRun:
         self.windows.redis_restarted(leased)
         self.redis_restarts += 1
         self.redis_leased = len(leased)
+
+    def leased_jobs(self) -> set[int]:
+        """Jobs leased or backing off now, with writes paused so no claim
+        slips in between this snapshot and what comes next."""
+        client = self.redis.client()
+        client.client_pause(10_000, all=False)
+        now_ms = int(time.time() * 1000)
+        return {
+            int(member)
+            for queue in queues(client)
+            for member in client.zrangebyscore(queue.due_key, f"({now_ms}", "+inf")
+            if member.isdigit()
+        }
+
+    def fail_over(self) -> None:
+        """SIGKILL the primary; the sentinels promote the replica. Writes the
+        replica had not received are lost with it: a lease among them lets
+        its job be claimed again, so each job leased at the kill may repeat."""
+        assert self.group is not None
+        leased = self.leased_jobs()
+        killed_at = self.clock()
+        self.group.kill_primary()
+        self.start_outage("Redis")
+        self.say(f"Redis primary SIGKILLed ({len(leased)} jobs leased or backing off); waiting for the failover")
+        wait_until(self.group.promoted, 60, "the sentinels promoting the replica", self.group.log)
+        self.end_outage("Redis")
+        self.redis = self.group.replica
+        for fault in (self.refusal, self.busy):
+            fault.server = self.redis
+        self.windows.redis_failed_over(leased)
+        self.failover = FailoverRecord(1, self.clock() - killed_at, len(leased))
+        self.say(f"the replica is primary after {self.failover.promoted_after:.1f} s")
 
     def stop_mysql(self) -> None:
         try:
@@ -358,7 +409,9 @@ class ChaosRun:
         if self._roles is not None:
             self._roles.kill_all()
         stop_process(self.mock.process, 5)
-        if self.redis.running():
+        if self.group:
+            self.group.stop()
+        elif self.redis.running():
             self.redis.kill()
         self.campaign.close()
         stop_process(self.mariadb.process, 30)

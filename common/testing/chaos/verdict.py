@@ -11,7 +11,7 @@ from common.store.campaign import FAILED, PENDING, SENT
 from common.testing.chaos.campaign import deliveries_by_row, phone_of, queues, row_of
 from common.testing.chaos.config import BATCH_SIZE, STOP_GRACE, TABLE
 from common.testing.chaos.faults import HeldFault
-from common.testing.chaos.repeats import ANSWER_CUT, CONSUMER_KILL, REDIS_RESTART
+from common.testing.chaos.repeats import ANSWER_CUT, CONSUMER_KILL, REDIS_FAILOVER, REDIS_RESTART
 
 if TYPE_CHECKING:
     from common.testing.chaos.run import ChaosRun
@@ -89,7 +89,7 @@ def tally(run: "ChaosRun") -> Findings:
 def judge(run: "ChaosRun", found: Findings, codes: dict[str, int | None], elapsed: float) -> Verdict:
     """The table, and every reason the run fails."""
     verdict = Verdict()
-    window_events = found.window_kills + run.redis_restarts
+    window_events = found.window_kills + run.redis_restarts + run.failover.count
     # A cut answer is a window of one key.
     bound = window_events * (run.options.concurrency * 2 + BATCH_SIZE) + found.trickled_keys
     stats = found.stats
@@ -118,7 +118,8 @@ def judge(run: "ChaosRun", found: Findings, codes: dict[str, int | None], elapse
             "repeats explained",
             str(sum(found.explained.values())),
             ", ".join(
-                f"{found.explained[reason]} by {reason}" for reason in (ANSWER_CUT, CONSUMER_KILL, REDIS_RESTART)
+                f"{found.explained[reason]} by {reason}"
+                for reason in (ANSWER_CUT, CONSUMER_KILL, REDIS_RESTART, REDIS_FAILOVER)
             ),
         ),
         (
@@ -126,7 +127,11 @@ def judge(run: "ChaosRun", found: Findings, codes: dict[str, int | None], elapse
             str(len(run.kills)),
             f"{found.consumer_kills} of consumers, {found.window_kills} in the repeat window",
         ),
-        ("Redis restarts", str(run.redis_restarts), f"{run.redis_leased} jobs leased at the restart"),
+        (
+            ("Redis failovers", str(run.failover.count), run.failover.detail())
+            if run.options.failover
+            else ("Redis restarts", str(run.redis_restarts), f"{run.redis_leased} jobs leased at the restart")
+        ),
         ("MySQL restarts", str(run.mysql_restarts), f"down {run.mysql_down_for:.1f} s"),
         *(fault_line(fault, enabled) for fault, enabled in run.held_faults()),
         ("elapsed seconds", f"{elapsed:.1f}", ""),
@@ -152,7 +157,7 @@ def judge(run: "ChaosRun", found: Findings, codes: dict[str, int | None], elapse
             for row_id, (count, allowed) in sorted(found.unexplained.items())[:5]
         )
         fail(
-            f"{len(found.unexplained)} keys were sent again with no kill, Redis restart or cut answer "
+            f"{len(found.unexplained)} keys were sent again with no kill, Redis restart or failover, or cut answer "
             f"to explain it: {sample}"
         )
     if len(found.repeated) > bound:
