@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from common.cli import environment_variables
-from common.ops import status, web
+from common.ops import status, web, webhook_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def envvars_of(command: click.Command) -> set[str]:
 
 
 def every_variable() -> set[str]:
-    return environment_variables() | envvars_of(status.main) | envvars_of(web.main)
+    return environment_variables() | envvars_of(status.main) | envvars_of(web.main) | envvars_of(webhook_server.main)
 
 
 def test_the_variables_are_found():
