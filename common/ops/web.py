@@ -31,7 +31,7 @@ from common.errors import CampaignError, ConfigError
 from common.ops.openapi import MAX_OPT_OUT_LIST, OPT_OUT_LIST, document
 from common.ops.snapshot import snapshot
 from common.ops.status import resend_summary, undelivered_summary
-from common.ops.webhooks import WebhookSecrets, webhook_routes
+from common.ops.webhooks import WEBHOOK_OPTIONS, WebhookSecrets, webhook_routes
 from common.phones import InvalidPhone, check_region, normalise_phone
 from common.process.receipt_writer import ReceiptWriter
 from common.queue.inbox import Inbox
@@ -376,34 +376,6 @@ def credentials_for(host: str, username: str | None, password: str | None) -> tu
     help="Largest request body in bytes; a larger one gets 413 before it is read.",
 )
 @click.option(
-    "--meta-app-secret",
-    envvar="META_APP_SECRET",
-    default=None,
-    show_envvar=True,
-    help="The Meta app's secret: signs the Cloud API's webhooks (X-Hub-Signature-256). Unset: /webhooks/meta is 404.",
-)
-@click.option(
-    "--meta-verify-token",
-    envvar="META_VERIFY_TOKEN",
-    default=None,
-    show_envvar=True,
-    help="The token you gave Meta when subscribing the webhook; GET /webhooks/meta echoes the challenge for it.",
-)
-@click.option(
-    "--waha-webhook-key",
-    envvar="WAHA_WEBHOOK_KEY",
-    default=None,
-    show_envvar=True,
-    help="The HMAC key of WAHA's webhook (its hmac.key). Unset: /webhooks/waha is 404.",
-)
-@click.option(
-    "--gowa-webhook-secret",
-    envvar="GOWA_WEBHOOK_SECRET",
-    default=None,
-    show_envvar=True,
-    help="gowa's WHATSAPP_WEBHOOK_SECRET, which signs its webhooks. Unset: /webhooks/gowa is 404.",
-)
-@click.option(
     "--opt-out-keywords",
     envvar="OPT_OUT_KEYWORDS",
     default=None,
@@ -492,5 +464,5 @@ def main(
         writer.stop()
 
 
-for _option in reversed(SERVICE_OPTIONS + CONTENT_COLUMN_OPTIONS):
+for _option in reversed(SERVICE_OPTIONS + CONTENT_COLUMN_OPTIONS + WEBHOOK_OPTIONS):
     main = _option(main)
