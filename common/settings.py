@@ -250,7 +250,10 @@ def check_redis_url(url: str) -> str:
     """REDIS_URL, checked: its scheme, its query options (redis-py's names;
     TLS ones only with rediss://), and its certificate files, read here so
     that a missing CA fails at start-up instead of looking like an outage."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced [ or ], a port that is not one
+        raise ConfigError(f"REDIS_URL is not a URL: {exc}") from None
     if is_sentinel_url(url):
         if parse_sentinel_url(url).tls:
             redis_tls_context(f"rediss://sentinel/?{parts.query}")  # the same ssl_ options and files

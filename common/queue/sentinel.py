@@ -30,7 +30,7 @@ SHAPE = "redis+sentinel://[user:password@]host1:26379,host2:26379/mymaster/0"
 
 
 def is_sentinel_url(url: str) -> bool:
-    return urlsplit(url).scheme in SCHEMES
+    return url.partition(":")[0].lower() in SCHEMES
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,10 @@ class SentinelTarget:
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL is not a URL: {exc}") from None
     if parts.scheme not in SCHEMES:
         raise ConfigError(f"a Sentinel REDIS_URL looks like {SHAPE}")
     userinfo, _, hosts = parts.netloc.rpartition("@")

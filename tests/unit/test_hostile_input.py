@@ -13,9 +13,15 @@ from common.delivery import providers
 from common.delivery.providers._json import MESSAGE_ID_LENGTH
 from common.delivery.receipts import DIALECTS, EARLIEST, LATEST, RANK
 from common.delivery.sender import MAX_RETRY_AFTER, Outcome, SendResult, parse_retry_after
+from common.delivery.sticky import ranking
+from common.errors import ConfigError
+from common.ops.webhooks import WebhookSecrets, delivery
 from common.phones import InvalidPhone, normalise_phone
 from common.process.consumer import retry_delay
+from common.queue.inbox import decode
 from common.queue.jobs import MAX_ATTEMPTS_KEPT, decode_job
+from common.queue.sentinel import is_sentinel_url, parse_sentinel_url
+from common.settings import MySQLTarget, Partition, Settings, check_redis_url
 from common.store.campaign import as_text, storable
 from tests.unit.test_providers import settings as provider_settings
 
@@ -255,3 +261,95 @@ def test_any_signature_header_is_a_verdict_and_only_the_right_one_passes(dialect
     verdict = DIALECTS[dialect].verify("secret", headers.get, body)
     assert verdict in ("ok", "missing", "wrong")
     assert verdict != "ok"  # nothing but the HMAC of this body with this secret passes
+
+
+url_parts = st.sampled_from(
+    [
+        "redis+sentinel://",
+        "rediss+sentinel://",
+        "redis://",
+        "rediss://",
+        "unix://",
+        "",
+        ":",
+        "@",
+        ",",
+        "/",
+        "?",
+        "&",
+        "=",
+        "%",
+        "%zz",
+        "[",
+        "]",
+        "h1",
+        "127.0.0.1",
+        "::1",
+        "26379",
+        "99999",
+        "-1",
+        "mymaster",
+        "0",
+        "x",
+        "sentinel_password",
+        "ssl_ca_certs",
+        "ssl_check_hostname",
+        "ssl_cert_reqs",
+        "none",
+        "\x00",
+        "é",
+        "\udcff",
+    ]
+)
+
+
+@given(st.lists(url_parts, max_size=12).map("".join) | st.text(max_size=60))
+def test_any_redis_url_is_taken_or_refused_with_one_line(url):
+    """REDIS_URL, Sentinel shapes included: a checked URL or a ConfigError, never another exception."""
+    try:
+        assert check_redis_url(url) == url
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+    else:
+        if is_sentinel_url(url):
+            target = parse_sentinel_url(url)
+            assert target.sentinels and all(0 < port < 65536 for _, port in target.sentinels)
+            assert (target.password or "\x00") not in target.describe()
+
+
+@given(st.text(max_size=30))
+def test_any_daily_limit_is_a_positive_count_per_sender_or_one_line(value):
+    try:
+        limits = Settings(
+            database=MySQLTarget("h", 3306, "u", "", "d"),
+            redis_url="redis://x",
+            partition=Partition(1, 2),
+            daily_limit=value,
+        ).sender_daily_limits(1)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert all(limit is None or (isinstance(limit, int) and limit > 0) for limit in limits)
+
+
+@settings(max_examples=200)
+@given(
+    name=st.sampled_from([*sorted(DIALECTS), "nonsense", "", "../meta"]),
+    body=st.binary(max_size=300),
+    signature=st.none() | st.text(max_size=80),
+)
+def test_any_webhook_request_gets_a_defined_answer_and_only_a_signed_one_an_entry(name, body, signature):
+    """Whatever a stranger posts to /webhooks/<name>: 200, 400, 401, 403 or 404, never an exception."""
+    secrets = WebhookSecrets("meta-secret", "verify", "waha-key", "gowa-secret")
+    headers = {"X-Hub-Signature-256": signature, "X-Webhook-Hmac": signature}
+    answer = delivery(secrets, name, headers.get, body, "192.0.2.1")
+    assert answer.status in (200, 400, 401, 403, 404)
+    assert answer.entry is None or answer.status == 200
+    if answer.entry:
+        assert decode(answer.entry) is not None  # the writer can read what the receiver keeps
+
+
+@given(st.text(max_size=30), st.lists(st.text(min_size=1, max_size=10), min_size=1, max_size=5, unique=True))
+def test_any_phone_and_sender_names_rank_every_sender_once(phone, senders):
+    order = ranking(senders, phone)
+    assert sorted(order) == list(range(len(senders))) and order == ranking(senders, phone)
