@@ -255,8 +255,9 @@ def check_redis_url(url: str) -> str:
     except ValueError as exc:  # an unbalanced [ or ], a port that is not one
         raise ConfigError(f"REDIS_URL is not a URL: {exc}") from None
     if is_sentinel_url(url):
-        if parse_sentinel_url(url).tls:
-            redis_tls_context(f"rediss://sentinel/?{parts.query}")  # the same ssl_ options and files
+        if parse_sentinel_url(url).tls is not None:  # the same ssl_ options and files as rediss://
+            ssl_options = "&".join(item for item in parts.query.split("&") if item.startswith("ssl_"))
+            redis_tls_context(f"rediss://sentinel/?{ssl_options}")
         return url
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
         raise ConfigError(
@@ -489,7 +490,7 @@ class Settings:
             text = (value or "").strip()
             if not text:
                 limits.append(None)
-            elif not text.isdigit() or int(text) <= 0:
+            elif not (text.isascii() and text.isdecimal()) or int(text) <= 0:
                 raise ConfigError(f"DAILY_LIMIT {value!r} is not a positive whole number of recipients")
             else:
                 limits.append(int(text))

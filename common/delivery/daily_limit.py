@@ -20,6 +20,7 @@ import redis
 log = logging.getLogger(__name__)
 
 WINDOW_MS = 86_400_000
+RECHECK = 30.0  # seconds a sender found full is taken as full without asking Redis (for claiming only)
 
 # KEYS: the sender's recipients set. ARGV: phone, limit, window ms.
 # Returns {1, stamp} for a new recipient counted now, {2, 0} for one already
@@ -60,27 +61,31 @@ class DailyLimit:
         self.key = key
         self.limit = limit
         self.sender = sender
-        self.full_until = 0.0  # monotonic time before which this sender is known to be full
+        self.full_until = 0.0  # until then (monotonic) claims need not hope for this sender
+        self.next_slot = 0.0  # when the oldest recipient leaves the window, as last heard (monotonic)
         self._admit = client.register_script(ADMIT)
         self._release = client.register_script(RELEASE)
 
     def full_for(self) -> float:
-        """Seconds this sender is known to stay at its limit (0: ask Redis)."""
+        """Seconds this sender is taken as full when deciding whether to claim
+        at all (0: it may have room). Sends always ask Redis: a recipient
+        already counted today costs no slot."""
         return max(self.full_until - time.monotonic(), 0.0)
 
     def admit(self, phone: str) -> Admission | float:
         """An admission, or the seconds until a slot frees."""
         verdict, value = self._admit(keys=[self.key], args=[phone, self.limit, WINDOW_MS])
         if verdict == 0:
-            seconds = value / 1000
-            if not self.full_for():
+            seconds, now = value / 1000, time.monotonic()
+            if now >= self.next_slot:  # newly full, as far as this process knows: say so once
                 log.warning(
                     "sender %s is at its daily limit of %d recipients; next slot in %.0f min",
                     self.sender,
                     self.limit,
                     seconds / 60,
                 )
-            self.full_until = time.monotonic() + seconds
+            self.next_slot = now + seconds
+            self.full_until = now + min(seconds, RECHECK)
             return seconds
         return Admission(phone, int(value) if verdict == 1 else None)
 
@@ -88,6 +93,7 @@ class DailyLimit:
         """Give back the slot of a recipient this admission counted and who was not sent to."""
         if admission.stamp is not None:
             self._release(keys=[self.key], args=[admission.phone, admission.stamp])
+            self.full_until = self.next_slot = 0.0
 
 
 def usage(client: redis.Redis, prefix_key: str, limit_key: str) -> dict | None:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_NAP = 0.25  # longest sleep between asks for a turn, so a stop is seen soon
 REFUSED_PAUSE = 1.0  # seconds without claims after a turn found no sender allowed
-SHORTEST_WAIT = 1.0  # seconds a row waits at least for its sender, so it is not claimed again at once
+SHORTEST_WAIT = 5.0  # seconds a row waits at least for its sender, so it is not claimed again at once
 LONGEST_WAIT = 300.0  # and at most: a raised limit or a recovered sender is seen within this
 
 
@@ -108,6 +108,14 @@ class Route:
         return result
 
 
+def not_received(result: SendResult) -> bool:
+    """The gateway said it did not take the message. A timeout or a reset
+    says nothing: the recipient may have it, so its daily slot is kept."""
+    if result.outcome in (Outcome.FAILED, Outcome.SENDER_DOWN):
+        return True
+    return result.outcome is Outcome.RETRY and result.status is not None
+
+
 @dataclasses.dataclass(frozen=True)
 class Turn:
     """A sender to send one message through now. A half-open breaker's trial
@@ -119,7 +127,7 @@ class Turn:
 
     async def send(self, message: Message) -> SendResult:
         result = await self.route.send(message)
-        if result.outcome is not Outcome.SENT:
+        if not_received(result):
             await self.give_back_slot()
         return result
 
@@ -252,62 +260,78 @@ class SenderPool:
         moved = self.remembered.senders.get(phone)
         return sorted(ranked, key=lambda route: route.name != moved)  # stable: the rest keep their ranking
 
-    async def choose(self, phone: str) -> Turn | Wait | None:
-        """The first candidate whose breaker lets a send through and whose
-        daily limit has room for this phone; or how long the row should wait;
-        None when every sender is stopped."""
-        waits: list[tuple[float, str]] = []
-        stopped = 0
-        candidates = self.candidates(phone)
-        for route in candidates:
-            allowed = route.breaker.known()
-            if allowed is STALE:
-                allowed = await asyncio.to_thread(route.breaker.allow)
-            if not allowed:
-                stopped += 1
-                waits.append((route.breaker.available_in(), f"sender {route.name} is stopped"))
-                continue
-            turn = Turn(route, trial=allowed == "trial")
-            if route.limit:
-                admission = await self.admitted(route.limit, phone)
-                if not isinstance(admission, Admission):
+    async def turn(self, phone: str) -> Turn | Wait | None:
+        """A sender to send to `phone` through now; a Wait when none may take
+        it now; None when every sender is stopped, we are stopping, or Redis fails.
+
+        Candidates are tried in order (round-robin, or the phone's own sender
+        first): its breaker must let a send through, then, when it is paced,
+        one send per sender reserves its slot and waits for it (the others
+        wait for that one, not on Redis), and only then does its daily limit
+        count the phone, so waiting sends hold no slot of the day. A sticky
+        phone whose sender is full waits for that sender; it falls over (with
+        STICKY_FALLBACK) only from a stopped one."""
+        turn: Turn | None = None
+        try:
+            while not self.stopping.is_set():
+                waits: list[tuple[float, str]] = []
+                stopped = 0
+                candidates = self.candidates(phone)
+                for route in candidates:
+                    allowed = route.breaker.known()
+                    if allowed is STALE:
+                        allowed = await asyncio.to_thread(route.breaker.allow)
+                    if not allowed:
+                        stopped += 1
+                        waits.append((route.breaker.available_in(), f"sender {route.name} is stopped"))
+                        continue
+                    turn = Turn(route, trial=allowed == "trial")
+                    if route.pacer and not (await self.wait_for_slot(route) and not self.stopping.is_set()):
+                        break  # no paced slot yet: give the trial back and ask again
+                    if route.limit:
+                        admission = await asyncio.to_thread(route.limit.admit, phone)
+                        if not isinstance(admission, Admission):
+                            limit = route.limit.limit
+                            waits.append((admission, f"sender {route.name} is at its daily limit of {limit}"))
+                            await turn.give_back()
+                            turn = None
+                            if self.sticky:
+                                return self.wait(waits)
+                            continue
+                        turn = Turn(route, turn.trial, admission)
+                    if self.remembered is not None and route is not candidates[0]:
+                        await self.remember(phone, route.name)
+                    chosen, turn = turn, None
+                    return chosen
+                else:
+                    if stopped == len(self.routes):
+                        # Every sender is stopped: no claims for a moment, and the row goes back at once.
+                        self.refused_at = time.monotonic()
+                        return None
+                    return self.wait(waits)
+                if turn is not None:
                     await turn.give_back()
-                    waits.append((admission, f"sender {route.name} is at its daily limit of {route.limit.limit}"))
-                    continue
-                turn = Turn(route, turn.trial, admission)
-            if self.remembered is not None and route is not candidates[0]:
-                await asyncio.to_thread(self.remembered.remember, phone, route.name)
-            return turn
-        if stopped == len(self.routes):
-            # Every sender is stopped: no claims for a moment, and the row goes back at once.
-            self.refused_at = time.monotonic()
+                    turn = None
             return None
+        except redis.RedisError as exc:
+            log.debug("no turn while Redis fails: %s", exc)
+            return None
+        finally:
+            if turn is not None:  # taken, then not handed out: Redis failed or we were cancelled
+                await asyncio.shield(turn.give_back())
+
+    @staticmethod
+    def wait(waits: list[tuple[float, str]]) -> Wait:
         seconds, reason = min(waits)
         return Wait(min(max(seconds, SHORTEST_WAIT), LONGEST_WAIT), reason)
 
-    @staticmethod
-    async def admitted(limit: DailyLimit, phone: str) -> Admission | float:
-        full_for = limit.full_for()
-        return full_for if full_for else await asyncio.to_thread(limit.admit, phone)
-
-    async def turn(self, phone: str) -> Turn | Wait | None:
-        """Wait for a sender to send to `phone` through; a Wait when none may
-        take it now; None when every sender is stopped, we are stopping, or Redis fails.
-
-        One send per sender reserves its paced slot and waits for it; the
-        others wait for that one, not on Redis."""
-        while not self.stopping.is_set():
-            try:
-                turn = await self.choose(phone)
-                if not isinstance(turn, Turn) or turn.route.pacer is None:
-                    return turn
-                if await self.wait_for_slot(turn.route) and not self.stopping.is_set():
-                    return turn
-                await turn.give_back()
-            except redis.RedisError as exc:
-                log.debug("no turn while Redis fails: %s", exc)
-                return None
-        return None
+    async def remember(self, phone: str, sender: str) -> None:
+        """Best effort: a move not remembered is made again next time."""
+        assert self.remembered is not None
+        try:
+            await asyncio.to_thread(self.remembered.remember, phone, sender)
+        except redis.RedisError as exc:
+            log.debug("could not remember that a phone moved to %s: %s", sender, exc)
 
     async def wait_for_slot(self, route: Route) -> bool:
         assert route.pacer is not None  # only paced routes wait for a slot

@@ -13,6 +13,7 @@ takes them to MySQL as before.
 
 import asyncio
 import logging
+import signal
 import sys
 
 import click
@@ -30,6 +31,7 @@ from common.settings import check_redis_url
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # bytes: a webhook body larger than this is refused (413)
+STOP_GRACE = 5.0  # seconds a stop waits for requests being answered
 
 
 class InboxWriter:
@@ -57,7 +59,7 @@ class InboxWriter:
                 batch, self.waiting = self.waiting, []
                 try:
                     await asyncio.to_thread(self.inbox.keep, [entry for entry, _ in batch])
-                except ServiceUnavailable as exc:
+                except Exception as exc:  # Redis away, or refusing our credentials: none of them is kept
                     for _, done in batch:
                         done.set_exception(exc)
                 else:
@@ -87,6 +89,9 @@ def receiver(secrets: WebhookSecrets, inbox: Inbox, max_body: int = MAX_BODY) ->
                 await writer.keep(answer.entry)
             except ServiceUnavailable:
                 return answered(UNAVAILABLE)
+            except Exception as exc:  # e.g. Redis refused our credentials after a password change
+                log.error("could not keep webhook events: %s", exc)
+                return answered(UNAVAILABLE)
         return answered(answer)
 
     async def metrics(_request: web.Request) -> web.Response:
@@ -104,24 +109,27 @@ def receiver(secrets: WebhookSecrets, inbox: Inbox, max_body: int = MAX_BODY) ->
 
 
 def serve(app: web.Application, host: str, port: int) -> None:
-    """Run until SIGINT or SIGTERM; the line 'listening on URL' says where."""
+    """Run until SIGINT or SIGTERM; the line 'listening on URL' says where.
+    A stop lets the requests being answered finish (up to STOP_GRACE seconds)."""
 
     async def run() -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, shutdown_timeout=STOP_GRACE)
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
         log.info("listening on http://%s:%s", host, bound)
         try:
-            await asyncio.Event().wait()  # until a signal cancels us
+            await stop.wait()
+            log.info("stopping: answering the requests in progress")
         finally:
             await runner.cleanup()
 
-    try:
-        uvloop.run(run())
-    except (KeyboardInterrupt, web.GracefulExit):
-        pass
+    uvloop.run(run())
 
 
 @click.command(context_settings={"max_content_width": 100})

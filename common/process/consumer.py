@@ -438,7 +438,9 @@ class Consumer:
                 len(self.in_flight),
             )
         for reason, count in self.waiting.items():
-            log.info("%d rows wait: %s", count, reason)
+            # A stopped sender holding sticky rows needs someone to look; a full one only time.
+            level = logging.WARNING if reason.endswith("is stopped") else logging.INFO
+            log.log(level, "%d rows wait: %s", count, reason)
         self.tally.clear()
         self.waiting.clear()
         self.last_report = time.monotonic()

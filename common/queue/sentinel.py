@@ -59,7 +59,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     userinfo, _, hosts = parts.netloc.rpartition("@")
     sentinels = tuple(sentinel_address(host) for host in hosts.split(","))
     path = [unquote(p) for p in parts.path.split("/") if p]
-    if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+    if not 1 <= len(path) <= 2 or (len(path) == 2 and not (path[1].isascii() and path[1].isdecimal())):
         raise ConfigError(f"a Sentinel REDIS_URL names the service and optionally the db: {SHAPE}")
     username, _, password = userinfo.partition(":")
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -88,7 +88,7 @@ def sentinel_address(text: str) -> tuple[str, int]:
     if not colon:
         host, port = text.strip(), str(DEFAULT_PORT)
     host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdecimal()) or not 0 < int(port) < 65536:
         raise ConfigError(f"sentinel address {text.strip()!r} is not host:port ({SHAPE})")
     return host, int(port)
 
@@ -131,7 +131,11 @@ def sentinel_client(target: SentinelTarget, **options) -> redis.Redis:
     tls = dict(target.tls or {})
     manager = Sentinel(
         list(target.sentinels),
-        sentinel_kwargs={**sockets, "password": target.sentinel_password, **({"ssl": True, **tls} if tls else {})},
+        sentinel_kwargs={
+            **sockets,
+            "password": target.sentinel_password,
+            **({"ssl": True, **tls} if target.tls is not None else {}),
+        },
     )
     return manager.master_for(
         target.service,

@@ -100,7 +100,7 @@ class SentinelGroup:
 
     def kill_primary(self) -> RedisServer:
         """SIGKILL whichever server is primary now; returns it."""
-        current = self.primary if self.primary_port() == self.primary.port else self.replica
+        current = self.replica if self.primary_port() == self.replica.port else self.primary
         current.kill()
         return current
 

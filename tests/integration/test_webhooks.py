@@ -6,7 +6,10 @@ next claimed batch."""
 
 import json
 import re
+import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from common.testing.dialects import Cloud, Gowa, Waha
 from common.testing.services import RedisServer
 from tests.conftest import drain, start_role
 from tests.integration.test_processes import stop
+from tests.integration.test_redis_refusals import BUSY_SCRIPT
 
 pytestmark = pytest.mark.integration
 
@@ -308,4 +312,45 @@ def test_the_receiver_answers_503_while_redis_is_away_and_takes_the_retry(role_e
                 for entry in server.client().lrange("webhook:inbox", 0, -1)
             ] == ["wamid.AWAY"]
     finally:
+        server.stop()
+
+
+def test_the_receiver_answers_503_not_silence_when_redis_refuses_its_credentials(role_env, campaign, tmp_path):
+    server = RedisServer(tmp_path, tmp_path)
+    server.start()
+    env = dict(role_env, REDIS_URL=server.url, META_APP_SECRET=SECRETS["meta"])
+    try:
+        for (url,) in served(("common.webhooks", env)):
+            admin = server.client()
+            admin.config_set("requirepass", "rotated")  # a password change the receiver was not told of
+            admin.execute_command("AUTH", "rotated")
+            admin.client_kill_filter(_type="normal", skipme=True)  # its connection must log in again
+            body = meta_status("wamid.ROTATED", "delivered", 1_750_000_000)
+            answer = post(url, "meta", body, signed("meta", body))
+            assert answer.status_code == 503  # the gateway sends it again later
+    finally:
+        server.stop()
+
+
+def test_a_stopped_receiver_answers_the_requests_it_was_writing(role_env, campaign, tmp_path):
+    server = RedisServer(tmp_path, tmp_path)
+    server.start()
+    env = dict(role_env, REDIS_URL=server.url, META_APP_SECRET=SECRETS["meta"])
+    process, url = serve(env, "common.webhooks")
+    body = meta_status("wamid.LATE", "delivered", 1_750_000_000)
+    sleeper = threading.Thread(target=server.client().eval, args=(BUSY_SCRIPT, 0, 1500))
+    try:
+        sleeper.start()  # a script holds Redis, and so the RPUSH, for 1.5 s
+        time.sleep(0.1)
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(post, url, "meta", body, signed("meta", body))
+            time.sleep(0.5)
+            assert not answer.done()  # still waiting on Redis
+            process.send_signal(signal.SIGTERM)
+            assert answer.result(timeout=10).status_code == 200
+        code, err = stop(process)
+        assert code == 0, err[-500:]
+        assert len(server.client().lrange("webhook:inbox", 0, -1)) == 1
+    finally:
+        sleeper.join()
         server.stop()
