@@ -151,11 +151,13 @@ def daily_limit_view(client: redis.Redis, prefix: str, name: str) -> dict | None
 def breaker_views(client: redis.Redis, prefix: str) -> list[dict]:
     """Each sender that registered itself: its breaker and its daily limit."""
     views = []
+    seconds, micros = client.time()  # a breaker's `until` is on Redis's clock, not this host's
+    redis_now_ms = seconds * 1000 + micros // 1000
     for name in sorted(client.smembers(keys.senders(prefix))):
         state = client.hgetall(keys.breaker(prefix, name))
         view = {"name": name, "state": state.get("state", "closed"), "reason": state.get("reason")}
         if view["state"] == "open":
-            view["opens_for_trial_in"] = max(int(state.get("until", 0)) - now_ms(), 0) / 1000
+            view["opens_for_trial_in"] = max(int(state.get("until", 0)) - redis_now_ms, 0) / 1000
         view["daily_limit"] = daily_limit_view(client, prefix, name)
         views.append(view)
     return views
