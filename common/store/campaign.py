@@ -213,7 +213,7 @@ class CampaignTable:
         self.status = identifier(status_column, "status column")
         # Extra columns the producer reads and carries in each job (message variables).
         self.param_columns = tuple(identifier(name, "message variable column") for name in param_columns)
-        self.extra = "".join(f", {name}" for name in self.param_columns)
+        self.timestamps: set[str] = set()  # of those, the TIMESTAMP columns (found by check)
         self._connection: pymysql.connections.Connection | None = None
         self._walk_hint: str | None = None  # see walk_hint
 
@@ -245,10 +245,30 @@ class CampaignTable:
                 pass  # the connection is already gone; nothing left to release
             self._connection = None
 
+    def extra(self, alias: str = "") -> str:
+        """The message variable columns as a select list continues. A TIMESTAMP
+        is read as UTC with its offset: MySQL hands it over in the session's
+        time zone, which need not be SEND_TIMEZONE, so a schedule in one would
+        move by hours; a DATETIME is wall-clock time and read as it is."""
+        names = [f"{alias}{name}" for name in self.param_columns]
+        return "".join(
+            f", DATE_FORMAT(CONVERT_TZ({name}, @@session.time_zone, '+00:00'), '%%Y-%%m-%%d %%H:%%i:%%s+00:00')"
+            if column in self.timestamps
+            else f", {name}"
+            for name, column in zip(names, self.param_columns)
+        )
+
     def check(self, need_failure_table: bool = False) -> None:
         """Fail at start-up, with one line, if the table or its columns (or, for
         a consumer, the failure and history tables) are missing."""
-        self._execute(f"SELECT id, {self.phone}, {self.status}{self.extra} FROM {self.table} LIMIT 0")
+        self._execute(f"SELECT id, {self.phone}, {self.status}{self.extra()} FROM {self.table} LIMIT 0")
+        if self.param_columns:
+            rows = self._execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+                " AND TABLE_NAME = %s AND DATA_TYPE = 'timestamp'",
+                (self.table,),
+            )
+            self.timestamps = {name for (name,) in rows} & set(self.param_columns)
         if need_failure_table:
             self._execute(f"SELECT row_id, reason FROM {FAILURE_TABLE} LIMIT 0")
             self._execute(f"SELECT row_id, outcome FROM {HISTORY_TABLE} LIMIT 0")
@@ -346,7 +366,7 @@ class CampaignTable:
             page = [
                 self.row(values)
                 for values in self._execute(
-                    f"SELECT id, {self.phone}{self.extra} FROM {self.table}{self.walk_hint()}"
+                    f"SELECT id, {self.phone}{self.extra()} FROM {self.table}{self.walk_hint()}"
                     f" WHERE {self.status} = %s AND id > %s AND id %% %s = %s"
                     f" ORDER BY id LIMIT %s",
                     (PENDING, after, of, index, page_size),
@@ -372,7 +392,7 @@ class CampaignTable:
         if not ids:
             return {}
         rows = self._execute(
-            f"SELECT c.id, c.{self.phone}{self.extra.replace(', ', ', c.')}, g.generation FROM {self.table} c"
+            f"SELECT c.id, c.{self.phone}{self.extra('c.')}, g.generation FROM {self.table} c"
             f" LEFT JOIN {GENERATION_TABLE} g ON g.campaign_table = %s AND g.row_id = c.id"
             f" WHERE c.{self.status} = %s AND c.id IN ({id_list(ids)})",
             (self.table, PENDING),

@@ -115,3 +115,22 @@ def test_a_pause_longer_than_the_validity_lets_nothing_out_late(timed, build, mo
     run_until(c, p, lambda: all(timed.states()[r] != PENDING for r in rows), timeout=10)
     assert [timed.failure_reasons().get(r) for r in rows] == ["expired"] * 3
     assert mock.stats()["requests"] == 0
+
+
+def test_a_timestamp_schedule_is_the_same_moment_whatever_the_sessions_time_zone(campaign, build, real_redis):
+    """MySQL hands a TIMESTAMP over in the session's time zone; a DATETIME is wall-clock in SEND_TIMEZONE."""
+    campaign.query("ALTER TABLE campaign_master_1 ADD COLUMN column7 TIMESTAMP NULL, ADD COLUMN column9 DATETIME NULL")
+    campaign.query("SET time_zone = '+00:00'")
+    campaign.query(
+        "INSERT INTO campaign_master_1 (id, column1, column7, column9) VALUES"
+        " (1, '6281200000001', '2030-01-01 02:00:00', NULL), (3, '6281200000003', NULL, '2030-01-01 09:00:00')"
+    )
+    producer, _ = build
+    two_am_utc = datetime(2030, 1, 1, 2, tzinfo=UTC).timestamp() * 1000  # 09:00 in Jakarta
+    for column, row in (("column7", "1"), ("column9", "3")):
+        real_redis.flushdb()
+        p = producer(schedule_column=column, timezone="Asia/Jakarta")
+        p.initialize()
+        p.table._execute("SET time_zone = '-05:00'")  # neither UTC nor Jakarta
+        p.loop()
+        assert real_redis.zscore("due:2:1", row) == two_am_utc, column
