@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,19 +61,25 @@ def secrets_env(role_env):
     )
 
 
+@contextmanager
 def served(*modules_and_envs):
-    """Start each (module, env); yield their URLs; each must exit 0 when stopped."""
-    started = [serve(env, module) for module, env in modules_and_envs]
-    yield [url for _, url in started]
-    for process, _ in reversed(started):
-        code, err = stop(process)
+    """Start each (module, env) and give their URLs; stop them all however the
+    block ends, and, when it ended well, each must have exited 0."""
+    started = []
+    try:
+        for module, env in modules_and_envs:
+            started.append(serve(env, module))
+        yield [url for _, url in started]
+    finally:
+        results = [stop(process) for process, _ in reversed(started)]
+    for code, err in results:
         assert code == 0, err[-500:]
 
 
 @pytest.fixture
 def web(secrets_env, campaign, real_redis):
-    for urls in served(("common.web", secrets_env)):
-        yield urls[0]
+    with served(("common.web", secrets_env)) as (url,):
+        yield url
 
 
 @pytest.fixture(params=["web service", "receiver"])
@@ -82,8 +89,22 @@ def endpoint(request, secrets_env, campaign, real_redis):
     servers = [("common.web", secrets_env)] + (
         [("common.webhooks", secrets_env)] if request.param == "receiver" else []
     )
-    for urls in served(*servers):
+    with served(*servers) as urls:
         yield urls[-1]
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of the test's own, to stop, refuse or hold up."""
+    server = RedisServer(tmp_path, tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver_env(role_env, own_redis):
+    return dict(role_env, REDIS_URL=own_redis.url, META_APP_SECRET=SECRETS["meta"])
 
 
 def post(url: str, dialect: str, body: bytes, headers: dict) -> requests.Response:
@@ -283,7 +304,7 @@ def test_prometheus_counts_receipts_by_status_and_refusals(web, campaign):
 
 
 def test_the_receiver_counts_what_it_takes_and_refuses_and_answers_503_without_redis(secrets_env, campaign):
-    for (url,) in served(("common.webhooks", secrets_env)):
+    with served(("common.webhooks", secrets_env)) as (url,):
         body = body_of("meta_statuses")
         assert post(url, "meta", body, {}).status_code == 401
         assert post(url, "meta", body, signed("meta", body)).status_code == 200
@@ -293,52 +314,35 @@ def test_the_receiver_counts_what_it_takes_and_refuses_and_answers_503_without_r
         assert requests.get(f"{url}/health", timeout=5).json() == {"ok": True}
 
 
-def test_the_receiver_answers_503_while_redis_is_away_and_takes_the_retry(role_env, campaign, tmp_path):
-    server = RedisServer(tmp_path, tmp_path)
-    server.start()
-    env = dict(role_env, REDIS_URL=server.url, META_APP_SECRET=SECRETS["meta"])
-    try:
-        for (url,) in served(("common.webhooks", env)):
-            kept = meta_status("wamid.KEPT", "delivered", 1_750_000_000)
-            assert post(url, "meta", kept, signed("meta", kept)).status_code == 200
-            server.kill()
-            away = meta_status("wamid.AWAY", "delivered", 1_750_000_000)
-            answer = post(url, "meta", away, signed("meta", away))
-            assert answer.status_code == 503 and "send it again" in answer.text  # the gateway retries it
-            server.start()
-            assert post(url, "meta", away, signed("meta", away)).status_code == 200
-            assert [
-                json.loads(entry)["receipts"][0]["message_id"]
-                for entry in server.client().lrange("webhook:inbox", 0, -1)
-            ] == ["wamid.AWAY"]
-    finally:
-        server.stop()
+def test_the_receiver_answers_503_while_redis_is_away_and_takes_the_retry(receiver_env, own_redis, campaign):
+    with served(("common.webhooks", receiver_env)) as (url,):
+        kept = meta_status("wamid.KEPT", "delivered", 1_750_000_000)
+        assert post(url, "meta", kept, signed("meta", kept)).status_code == 200
+        own_redis.kill()
+        away = meta_status("wamid.AWAY", "delivered", 1_750_000_000)
+        answer = post(url, "meta", away, signed("meta", away))
+        assert answer.status_code == 503 and "send it again" in answer.text  # the gateway retries it
+        own_redis.start()
+        assert post(url, "meta", away, signed("meta", away)).status_code == 200
+        inbox = own_redis.client().lrange("webhook:inbox", 0, -1)  # this Redis keeps nothing across a restart
+        assert [json.loads(entry)["receipts"][0]["message_id"] for entry in inbox] == ["wamid.AWAY"]
 
 
-def test_the_receiver_answers_503_not_silence_when_redis_refuses_its_credentials(role_env, campaign, tmp_path):
-    server = RedisServer(tmp_path, tmp_path)
-    server.start()
-    env = dict(role_env, REDIS_URL=server.url, META_APP_SECRET=SECRETS["meta"])
-    try:
-        for (url,) in served(("common.webhooks", env)):
-            admin = server.client()
-            admin.config_set("requirepass", "rotated")  # a password change the receiver was not told of
-            admin.execute_command("AUTH", "rotated")
-            admin.client_kill_filter(_type="normal", skipme=True)  # its connection must log in again
-            body = meta_status("wamid.ROTATED", "delivered", 1_750_000_000)
-            answer = post(url, "meta", body, signed("meta", body))
-            assert answer.status_code == 503  # the gateway sends it again later
-    finally:
-        server.stop()
+def test_the_receiver_answers_503_not_silence_when_redis_refuses_its_credentials(receiver_env, own_redis, campaign):
+    with served(("common.webhooks", receiver_env)) as (url,):
+        admin = own_redis.client()
+        admin.config_set("requirepass", "rotated")  # a password change the receiver was not told of
+        admin.execute_command("AUTH", "rotated")
+        admin.client_kill_filter(_type="normal", skipme=True)  # its connection must log in again
+        body = meta_status("wamid.ROTATED", "delivered", 1_750_000_000)
+        answer = post(url, "meta", body, signed("meta", body))
+        assert answer.status_code == 503  # the gateway sends it again later
 
 
-def test_a_stopped_receiver_answers_the_requests_it_was_writing(role_env, campaign, tmp_path):
-    server = RedisServer(tmp_path, tmp_path)
-    server.start()
-    env = dict(role_env, REDIS_URL=server.url, META_APP_SECRET=SECRETS["meta"])
-    process, url = serve(env, "common.webhooks")
+def test_a_stopped_receiver_answers_the_requests_it_was_writing(receiver_env, own_redis, campaign):
+    process, url = serve(receiver_env, "common.webhooks")
     body = meta_status("wamid.LATE", "delivered", 1_750_000_000)
-    sleeper = threading.Thread(target=server.client().eval, args=(BUSY_SCRIPT, 0, 1500))
+    sleeper = threading.Thread(target=own_redis.client().eval, args=(BUSY_SCRIPT, 0, 1500))
     try:
         sleeper.start()  # a script holds Redis, and so the RPUSH, for 1.5 s
         time.sleep(0.1)
@@ -350,7 +354,9 @@ def test_a_stopped_receiver_answers_the_requests_it_was_writing(role_env, campai
             assert answer.result(timeout=10).status_code == 200
         code, err = stop(process)
         assert code == 0, err[-500:]
-        assert len(server.client().lrange("webhook:inbox", 0, -1)) == 1
+        assert len(own_redis.client().lrange("webhook:inbox", 0, -1)) == 1
     finally:
         sleeper.join()
-        server.stop()
+        if process.poll() is None:  # a failed assertion left it running
+            process.kill()
+            process.wait()
