@@ -13,6 +13,24 @@ from common.errors import CampaignError
 from common.logs import configure_logging
 from common.settings import ENGINE_NAMES, PROVIDER_NAMES, Partition, Settings, check_redis_url, parse_database_url
 
+# Where Redis is: the roles, status, the web service and the webhook receiver.
+REDIS_URL_OPTION = click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    default="redis://127.0.0.1:6379/0",
+    show_envvar=True,
+    show_default=True,
+    help="redis://host:port/db; TLS: rediss://host:port/db?ssl_ca_certs=/path/ca.pem "
+    "(also ssl_certfile, ssl_keyfile; docs/tls.md).",
+)
+KEY_PREFIX_OPTION = click.option(
+    "--key-prefix",
+    envvar="KEY_PREFIX",
+    default="",
+    show_envvar=True,
+    help="Prefix for every Redis key; set it when two campaigns share one Redis.",
+)
+
 # Where the campaign is: every command needs these (the roles, status).
 SERVICE_OPTIONS = [
     click.option(
@@ -23,15 +41,7 @@ SERVICE_OPTIONS = [
         help="mysql://user:password@host:3306/database; TLS: ?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem "
         "(also ssl-cert, ssl-key; docs/tls.md).",
     ),
-    click.option(
-        "--redis-url",
-        envvar="REDIS_URL",
-        default="redis://127.0.0.1:6379/0",
-        show_envvar=True,
-        show_default=True,
-        help="redis://host:port/db; TLS: rediss://host:port/db?ssl_ca_certs=/path/ca.pem "
-        "(also ssl_certfile, ssl_keyfile; docs/tls.md).",
-    ),
+    REDIS_URL_OPTION,
     click.option(
         "--table",
         envvar="CAMPAIGN_TABLE",
@@ -56,13 +66,7 @@ SERVICE_OPTIONS = [
         show_default=True,
         help="Column holding 1 pending / 0 sent / 2 failed.",
     ),
-    click.option(
-        "--key-prefix",
-        envvar="KEY_PREFIX",
-        default="",
-        show_envvar=True,
-        help="Prefix for every Redis key; set it when two campaigns share one Redis.",
-    ),
+    KEY_PREFIX_OPTION,
 ]
 
 # A row's own template or text (producers read the columns, consumers send them, the web API fills them).

@@ -21,7 +21,7 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.cli import SERVICE_OPTIONS
+from common.cli import KEY_PREFIX_OPTION, REDIS_URL_OPTION
 from common.errors import CampaignError, ServiceUnavailable
 from common.ops.webhooks import UNAVAILABLE, WEBHOOK_OPTIONS, Answer, WebhookSecrets, delivery, subscription
 from common.queue.inbox import Inbox
@@ -174,16 +174,5 @@ def main(host, port, redis_url, key_prefix, meta_app_secret, meta_verify_token, 
         sys.exit(2)
 
 
-def redis_options() -> list:
-    """The service options that say where Redis is (the receiver needs no MySQL)."""
-    wanted = {"redis_url", "key_prefix"}
-    return [o for o in SERVICE_OPTIONS if {p.name for p in click_params(o)} & wanted]
-
-
-def click_params(option) -> list:
-    decorated = option(lambda: None)
-    return decorated.__click_params__
-
-
-for _option in redis_options() + WEBHOOK_OPTIONS:  # applied to the command: each one is appended
+for _option in [REDIS_URL_OPTION, KEY_PREFIX_OPTION, *WEBHOOK_OPTIONS]:  # applied to the command: each one is appended
     main = _option(main)
