@@ -112,16 +112,20 @@ class Primaries:
 PRIMARIES = Primaries()
 
 
-class FollowingConnection(SentinelManagedConnection):
+class Following:
+    """A sentinel-managed connection that tells PRIMARIES where it got to."""
+
     def connect_to(self, address):
-        super().connect_to(address)
-        PRIMARIES.reached(self.connection_pool.service_name, (self.host, self.port))
+        super().connect_to(address)  # type: ignore[misc]
+        PRIMARIES.reached(self.connection_pool.service_name, (self.host, self.port))  # type: ignore[attr-defined]
 
 
-class FollowingSSLConnection(SentinelManagedSSLConnection):
-    def connect_to(self, address):
-        super().connect_to(address)
-        PRIMARIES.reached(self.connection_pool.service_name, (self.host, self.port))
+class FollowingConnection(Following, SentinelManagedConnection):
+    pass
+
+
+class FollowingSSLConnection(Following, SentinelManagedSSLConnection):
+    pass
 
 
 def sentinel_client(target: SentinelTarget, **options) -> redis.Redis:
