@@ -41,6 +41,13 @@ SHORTEST_WAIT = 5.0  # seconds a row waits at least for its sender, so it is not
 LONGEST_WAIT = 300.0  # and at most: a raised limit or a recovered sender is seen within this
 
 
+class Again:
+    """What a pass over the senders says when a paced slot was not free yet: ask again."""
+
+
+AGAIN = Again()
+
+
 def breaker_outcome(result: SendResult) -> str:
     """What a send says about the sender (not the row): down, fail or ok."""
     if result.outcome is Outcome.SENDER_DOWN:
@@ -271,53 +278,62 @@ class SenderPool:
         count the phone, so waiting sends hold no slot of the day. A sticky
         phone whose sender is full waits for that sender; it falls over (with
         STICKY_FALLBACK) only from a stopped one."""
-        turn: Turn | None = None
         try:
             while not self.stopping.is_set():
-                waits: list[tuple[float, str]] = []
-                stopped = 0
-                candidates = self.candidates(phone)
-                for route in candidates:
-                    allowed = route.breaker.known()
-                    if allowed is STALE:
-                        allowed = await asyncio.to_thread(route.breaker.allow)
-                    if not allowed:
-                        stopped += 1
-                        waits.append((route.breaker.available_in(), f"sender {route.name} is stopped"))
-                        continue
-                    turn = Turn(route, trial=allowed == "trial")
-                    if route.pacer and not (await self.wait_for_slot(route) and not self.stopping.is_set()):
-                        break  # no paced slot yet: give the trial back and ask again
-                    if route.limit:
-                        admission = await asyncio.to_thread(route.limit.admit, phone)
-                        if not isinstance(admission, Admission):
-                            limit = route.limit.limit
-                            waits.append((admission, f"sender {route.name} is at its daily limit of {limit}"))
-                            await turn.give_back()
-                            turn = None
-                            if self.sticky:
-                                return self.wait(waits)
-                            continue
-                        turn = Turn(route, turn.trial, admission)
-                    if self.remembered is not None and route is not candidates[0]:
-                        await self.remember(phone, route.name)
-                    chosen, turn = turn, None
+                chosen = await self.choose(phone)
+                if not isinstance(chosen, Again):
                     return chosen
-                else:
-                    if stopped == len(self.routes):
-                        # Every sender is stopped: no claims for a moment, and the row goes back at once.
-                        self.refused_at = time.monotonic()
-                        return None
-                    return self.wait(waits)
-                if turn is not None:
-                    await turn.give_back()
-                    turn = None
             return None
         except redis.RedisError as exc:
             log.debug("no turn while Redis fails: %s", exc)
             return None
+
+    async def choose(self, phone: str) -> Turn | Wait | Again | None:
+        """One pass over the candidates; AGAIN when a paced slot was not free yet."""
+        waits: list[tuple[float, str]] = []
+        stopped = 0
+        candidates = self.candidates(phone)
+        for route in candidates:
+            allowed = route.breaker.known()
+            if allowed is STALE:
+                allowed = await asyncio.to_thread(route.breaker.allow)
+            if not allowed:
+                stopped += 1
+                waits.append((route.breaker.available_in(), f"sender {route.name} is stopped"))
+                continue
+            taken = await self.take(Turn(route, trial=allowed == "trial"), phone, moved=route is not candidates[0])
+            if not isinstance(taken, float):
+                return taken
+            assert route.limit is not None  # only a daily limit answers with a wait
+            waits.append((taken, f"sender {route.name} is at its daily limit of {route.limit.limit}"))
+            if self.sticky:
+                return self.wait(waits)
+        if stopped == len(self.routes):
+            # Every sender is stopped: no claims for a moment, and the row goes back at once.
+            self.refused_at = time.monotonic()
+            return None
+        return self.wait(waits)
+
+    async def take(self, turn: Turn, phone: str, moved: bool) -> Turn | Again | float:
+        """The turn once it has its paced slot and its daily slot for `phone`
+        (and, when the phone `moved` here from a stopped sender, that move is
+        remembered); else AGAIN, or the seconds until the sender has room. A
+        turn not handed out, however this ends, is given back."""
+        route, handed_out = turn.route, False
+        try:
+            if route.pacer and not (await self.wait_for_slot(route) and not self.stopping.is_set()):
+                return AGAIN
+            if route.limit:
+                admission = await asyncio.to_thread(route.limit.admit, phone)
+                if not isinstance(admission, Admission):
+                    return admission
+                turn = Turn(route, turn.trial, admission)
+            if moved and self.remembered is not None:
+                await self.remember(phone, route.name)
+            handed_out = True
+            return turn
         finally:
-            if turn is not None:  # taken, then not handed out: Redis failed or we were cancelled
+            if not handed_out:
                 await asyncio.shield(turn.give_back())
 
     @staticmethod
