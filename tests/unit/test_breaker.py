@@ -83,3 +83,20 @@ def test_a_trial_given_back_can_be_taken_again(make, fake_redis):
     assert b.allow() == b.allow() == "trial" and b.allow() is None
     b.give_back_trial()  # allowed, then not sent (no paced slot, a stop)
     assert b.allow() == "trial"
+
+
+def test_an_answer_read_before_the_breaker_opened_does_not_overwrite_the_open_state(fake_redis):
+    """Two sends' threads: one reads "closed" from Redis, the other's 401 opens
+    the breaker and is kept here before the first answer is. The older
+    "closed" must not be trusted for the next sends."""
+    b = Breaker(fake_redis, "sender:a:breaker", "a", BreakerPolicy(cooldown=60))
+    read_closed = b._allow
+
+    def allow_overtaken_by_a_401(*args, **kwargs):
+        answer = read_closed(*args, **kwargs)
+        b.record("down", "HTTP 401")  # the other thread, done first
+        return answer
+
+    b._allow = allow_overtaken_by_a_401
+    assert b.allow() == "closed"  # what Redis said when it was asked
+    assert b.known() is None and b.available_in() > 59  # what holds now: open
