@@ -413,21 +413,26 @@ class CampaignTable:
 
     def record_outcome(self, ids: list[int], status: int) -> None:
         """Set pending rows to `status` and raise their send generation, in one
-        transaction. The rows are locked first, so two consumers recording
-        the same row (the documented repeat window) raise it once."""
+        transaction. Reading the pending rows locks them (FOR UPDATE), so two
+        consumers recording the same row (the documented repeat window) raise
+        it once: the second reads it after the first committed, no longer pending.
+
+        Both statements find the rows by primary key. Through the pending-rows
+        index, the second consumer's waiting lock would also cover the gap
+        where the first one's UPDATE moves the rows, and InnoDB would end one
+        of them as a deadlock."""
         rows = id_list(ids)
         with self.transaction():
             self._execute(
-                f"SELECT id FROM {self.table} WHERE {self.status} = %s AND id IN ({rows}) FOR UPDATE", (PENDING,)
-            )
-            self._execute(
                 f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
-                f" SELECT %s, id, 1 FROM {self.table} WHERE {self.status} = %s AND id IN ({rows})"
+                f" SELECT %s, id, 1 FROM {self.table} FORCE INDEX (PRIMARY)"
+                f" WHERE {self.status} = %s AND id IN ({rows}) FOR UPDATE"
                 f" ON DUPLICATE KEY UPDATE generation = generation + 1",
                 (self.table, PENDING),
             )
             self._execute(
-                f"UPDATE {self.table} SET {self.status} = %s WHERE {self.status} = %s AND id IN ({rows})",
+                f"UPDATE {self.table} FORCE INDEX (PRIMARY) SET {self.status} = %s"
+                f" WHERE {self.status} = %s AND id IN ({rows})",
                 (status, PENDING),
             )
 

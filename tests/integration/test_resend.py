@@ -1,7 +1,9 @@
 """A deliberate re-send is a new message: its idempotency key carries the
 row's send generation, kept in MySQL. Retries of one send keep their key."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -67,3 +69,20 @@ def test_resend_failed_sets_back_the_rows_asked_for_and_they_go_out_with_new_key
     assert [campaign.states()[i] for i in failed] == [SENT, SENT]
     assert {key for key in mock.deliveries() if key.endswith(":1")} == {f"campaign_master_1:{i}:1" for i in failed}
     assert campaign.count(PENDING) == 3  # the even rows: no even consumer ran
+
+
+def test_two_consumers_recording_the_same_rows_at_once_raise_each_generation_once(campaign, table_for, settings_for):
+    ids = campaign.add(3000)
+    tables = [table_for(settings_for()), table_for(settings_for())]
+    for batch in (ids[first : first + 100] for first in range(0, len(ids), 100)):
+        start = threading.Barrier(2)
+
+        def record(table, batch=batch, start=start):
+            start.wait()
+            table.mark_sent(batch)
+
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(record, table) for table in tables]:
+                done.result()  # neither raised (no deadlock, no lock wait timeout)
+    generations = campaign.query("SELECT row_id, generation FROM send_generations")
+    assert sorted(generations) == [(i, 1) for i in ids]
