@@ -44,6 +44,9 @@ UNKNOWN_TABLE = 1146
 UNKNOWN_COLUMN = 1054
 # pymysql's CR_SSL_CONNECTION_ERROR, raised when ssl-mode wants TLS and the server offers none.
 SSL_REQUIRED_BUT_NOT_OFFERED = 2026
+# InnoDB ended the transaction to settle a lock conflict with another client:
+# the server is fine, and writing it again (next cycle) succeeds.
+LOCK_CONFLICT = (1205, 1213)  # lock wait timeout, deadlock
 
 
 def as_text(value) -> str | None:
@@ -165,6 +168,8 @@ def translate_error(exc: pymysql.MySQLError, target: MySQLTarget) -> Exception:
             f"MySQL at {target.describe()}: TLS failed: {refusal}; check ssl-mode, ssl-ca, ssl-cert and ssl-key"
             " in DATABASE_URL (docs/tls.md)"
         )
+    if code in LOCK_CONFLICT:
+        return ServiceUnavailable(f"MySQL at {target.describe()} ended a write in a lock conflict: {exc.args[-1]}")
     if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
         return ServiceUnavailable(f"MySQL at {target.describe()} is unreachable: {exc.args[-1]}")
     return exc
