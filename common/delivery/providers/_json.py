@@ -3,10 +3,12 @@
 import json
 
 MESSAGE_ID_LENGTH = 128  # longer "ids" are not ids; no receipt could be matched to them
+# One encoder for every body: json.dumps with options builds a new one per call.
+COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def dumps(value) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return COMPACT.encode(value).encode()
 
 
 def parsed(text: str):
