@@ -31,6 +31,17 @@ KEY_PREFIX_OPTION = click.option(
     help="Prefix for every Redis key; set it when two campaigns share one Redis.",
 )
 
+# How many partitions the campaign is split into, for the commands that look at all of them (status, web).
+PARTITIONS_OPTION = click.option(
+    "--of",
+    envvar="PARTITIONS",
+    type=click.IntRange(min=1),
+    default=2,
+    show_envvar=True,
+    show_default=True,
+    help="Number of partitions (2: odd and even).",
+)
+
 # Where the campaign is: every command needs these (the roles, status).
 SERVICE_OPTIONS = [
     click.option(

@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from common.cli import SERVICE_OPTIONS
+from common.cli import PARTITIONS_OPTION, SERVICE_OPTIONS
 from common.errors import CampaignError, ConfigError
 from common.ops.snapshot import Throttled, after_sending, snapshot
 from common.phones import InvalidPhone, check_region, mask_phone, normalise_phone
@@ -213,15 +213,7 @@ class CampaignConnections:
 def campaign_command(fn):
     for option in reversed(SERVICE_OPTIONS):
         fn = option(fn)
-    return click.option(
-        "--of",
-        envvar="PARTITIONS",
-        type=click.IntRange(min=1),
-        default=2,
-        show_envvar=True,
-        show_default=True,
-        help="Number of partitions (2: odd and even).",
-    )(fn)
+    return PARTITIONS_OPTION(fn)
 
 
 @click.group(invoke_without_command=True, context_settings={"max_content_width": 100})

@@ -25,7 +25,7 @@ import waitress
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.cli import CONTENT_COLUMN_OPTIONS, SERVICE_OPTIONS
+from common.cli import CONTENT_COLUMN_OPTIONS, PARTITIONS_OPTION, SERVICE_OPTIONS
 from common.delivery.receipts import OptOutRules
 from common.errors import CampaignError, ConfigError
 from common.ops.openapi import MAX_OPT_OUT_LIST, OPT_OUT_LIST, document
@@ -348,15 +348,7 @@ def credentials_for(host: str, username: str | None, password: str | None) -> tu
 @click.option(
     "--password", envvar="WEB_PASSWORD", default=None, show_envvar=True, help="HTTP Basic password (never logged)."
 )
-@click.option(
-    "--of",
-    envvar="PARTITIONS",
-    type=click.IntRange(min=1),
-    default=2,
-    show_envvar=True,
-    show_default=True,
-    help="Number of partitions.",
-)
+@PARTITIONS_OPTION
 @click.option("--template", envvar="WHATSAPP_TEMPLATE", default="hello_world", show_envvar=True, show_default=True)
 @click.option("--text", envvar="WHATSAPP_TEXT", default=None, show_envvar=True)
 @click.option(
