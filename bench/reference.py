@@ -36,6 +36,7 @@ import urllib3
 import uvloop
 from requests.adapters import HTTPAdapter
 
+from common.delivery.engines import tune_interpreter_for
 from common.settings import parse_database_url
 
 TABLE = "campaign_master_1"
@@ -295,6 +296,7 @@ def main(
     database_url, redis_url, whatsapp_url, key_prefix, batch_size, concurrency, http_engine, partition, of, latencies
 ):
     """Send the pending rows of one partition the minimal way until SIGTERM."""
+    tune_interpreter_for(http_engine)  # as the consumers do: the same interpreter settings
     rows = Rows(database_url, redis_url, key_prefix, partition, of, batch_size)
     stop = Stop()
     post_ms: list[float] = []

@@ -2,7 +2,7 @@
 
 from common import metrics
 from common.delivery import providers
-from common.delivery.engines import ENGINES
+from common.delivery.engines import ENGINES, tune_interpreter_for
 from common.delivery.sender import HttpSender
 from common.errors import ConfigError
 from common.process.consumer import Consumer
@@ -73,6 +73,7 @@ def run_producer(settings: Settings) -> None:
 
 
 def run_consumer(settings: Settings) -> None:
+    tune_interpreter_for(settings.http_engine)
     serve_metrics(settings)
     driver = Driver(settings.poll_interval, settings.once)
     with driver.handling_signals():

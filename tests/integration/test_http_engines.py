@@ -3,10 +3,17 @@ connection failures come back in the same shape whichever engine carries them.""
 
 import asyncio
 import socket
+import sys
 
 import pytest
 
-from common.delivery.engines import ENGINES, EngineError, EngineTimeout
+from common.delivery.engines import (
+    ENGINES,
+    THREADED_SWITCH_INTERVAL,
+    EngineError,
+    EngineTimeout,
+    tune_interpreter_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("name", sorted(ENGINES))]
 
@@ -71,3 +78,14 @@ def test_a_closed_port_is_an_error_not_a_timeout(name):
     engine = engine_for(name, f"http://127.0.0.1:{port}/test_camp")
     with pytest.raises(EngineError):
         post_once(engine, "campaign_master_1:4")
+
+
+def test_threads_sending_through_a_blocking_engine_get_longer_gil_turns(name):
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        tune_interpreter_for(name)
+        expected = 0.005 if name == "aiohttp" else THREADED_SWITCH_INTERVAL  # asyncio: two busy threads
+        assert sys.getswitchinterval() == pytest.approx(expected)
+    finally:
+        sys.setswitchinterval(before)
