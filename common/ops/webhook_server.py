@@ -130,6 +130,10 @@ def serve(app: web.Application, host: str, port: int) -> None:
             await runner.cleanup()
 
     uvloop.run(run())
+    # Every request is answered and stored: a second stop signal (Ctrl-C
+    # and a process manager's SIGTERM both) has nothing left to stop.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @click.command(context_settings={"max_content_width": 100})
