@@ -240,9 +240,77 @@ SENDER = {
         "daily_limit": DAILY_LIMIT,
     },
 }
+TOTAL = {
+    "type": "object",
+    "description": "The partitions' counts added up.",
+    "required": [
+        "pending",
+        "queued",
+        "in_flight",
+        "due_later",
+        "sent",
+        "failed",
+        "sent_last_minute",
+        "retries",
+        "reclaims",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "pending": COUNT,
+        "queued": COUNT,
+        "in_flight": COUNT,
+        "due_later": COUNT,
+        "sent": COUNT,
+        "failed": COUNT,
+        "sent_last_minute": COUNT,
+        "retries": COUNT,
+        "reclaims": COUNT,
+    },
+}
+PROCESS = {
+    "type": "object",
+    "description": "A producer or consumer, from its heartbeat.",
+    "required": ["role", "partition", "host", "pid", "last_beat_seconds_ago", "in_flight", "paused", "outside_window"],
+    "additionalProperties": False,
+    "properties": {
+        "role": {"type": ["string", "null"], "description": "producer or consumer."},
+        "partition": {"type": ["string", "null"], "description": '"K/N".'},
+        "host": {"type": ["string", "null"]},
+        "pid": {"type": "integer"},
+        "last_beat_seconds_ago": {"type": "number", "description": "On this host's clock."},
+        "in_flight": COUNT,
+        "paused": {"type": "boolean"},
+        "outside_window": {"type": "boolean", "description": "Outside SEND_WINDOW: claims nothing."},
+    },
+}
+FAILURE_REASON = {
+    "type": "object",
+    "required": ["reason", "rows"],
+    "additionalProperties": False,
+    "properties": {"reason": {"type": "string"}, "rows": COUNT},
+}
+RECENT_FAILURE = {
+    "type": "object",
+    "required": ["row_id", "attempts", "http_status", "reason", "failed_at"],
+    "additionalProperties": False,
+    "properties": {
+        "row_id": {"type": "integer"},
+        "attempts": {"type": "integer"},
+        "http_status": {"type": ["integer", "null"], "description": "The gateway's last answer; null when none."},
+        "reason": {"type": "string"},
+        "failed_at": {"type": "string", "description": "MySQL's time, 'YYYY-MM-DD HH:MM:SS'."},
+    },
+}
+MINUTE = {
+    "type": "object",
+    "required": ["minute", "sent"],
+    "additionalProperties": False,
+    "properties": {"minute": {"type": "integer", "description": "Its start, unix seconds."}, "sent": COUNT},
+}
 STATUS = {
     "type": "object",
     "description": "What `python -m common.status --json` prints.",
+    "additionalProperties": False,
     "required": [
         "time",
         "table",
@@ -270,13 +338,13 @@ STATUS = {
         "eta_seconds": {"type": ["integer", "null"]},
         "done": {"type": "boolean"},
         "paused": {"type": "boolean"},
-        "total": {"type": "object", "additionalProperties": COUNT},
+        "total": TOTAL,
         "partitions": {"type": "array", "items": {"$ref": "#/components/schemas/Partition"}},
-        "processes": {"type": "array", "items": {"type": "object"}},
+        "processes": {"type": "array", "items": PROCESS},
         "senders": {"type": "array", "items": {"$ref": "#/components/schemas/Sender"}},
-        "failure_reasons": {"type": "array", "items": {"type": "object"}},
-        "recent_failures": {"type": "array", "items": {"type": "object"}},
-        "sent_per_minute": {"type": "array", "items": {"type": "object"}},
+        "failure_reasons": {"type": "array", "items": FAILURE_REASON},
+        "recent_failures": {"type": "array", "items": RECENT_FAILURE},
+        "sent_per_minute": {"type": "array", "items": MINUTE},
         "after_sending": AFTER_SENDING,
     },
 }

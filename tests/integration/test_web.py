@@ -10,12 +10,15 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import schemathesis
 from playwright.sync_api import sync_playwright
 
 from common.delivery.receipts import Receipt
+from common.ops.openapi import document
+from common.queue.heartbeat import Heartbeat
 from common.store.campaign import FAILED, PENDING, CampaignTable
 from common.store.receipts import ReceiptStore
-from tests.conftest import run_role, start_role
+from tests.conftest import drain, run_role, start_role
 from tests.integration.test_processes import stop
 
 pytestmark = pytest.mark.integration
@@ -160,6 +163,24 @@ def test_status_pause_and_resume_over_http(web, campaign, real_redis):
     requests.post(f"{web}/api/resume", auth=AUTH, json={"partition": 1}, timeout=5)
     assert not real_redis.exists("paused:2:1")
     assert requests.post(f"{web}/api/pause", auth=AUTH, json={"partition": 7}, timeout=5).status_code == 400
+
+
+def test_the_status_after_a_run_is_what_the_document_says_field_by_field(web, campaign, build, real_redis):
+    """Every list filled (a live process, failure reasons, recent failures,
+    sends per minute): the document holds each field the answer has, no more."""
+    producer, consumer = build
+    campaign.add(8, phone=lambda i: "not a phone" if i == 0 else f"62812{i:08d}")  # row 1: odd
+    producer().loop()
+    c = consumer()
+    drain(c)
+    beat = Heartbeat(real_redis, "", "consumer", c.settings.partition)
+    beat.beat(c.vitals)
+    answer = requests.get(f"{web}/api/status", auth=AUTH, timeout=10)
+    view = answer.json()
+    assert view["processes"] and view["failure_reasons"] and view["recent_failures"] and view["sent_per_minute"]
+    assert view["total"]["sent"] == 3 and view["total"]["failed"] == 1
+    schemathesis.openapi.from_dict(document(2))["/api/status"]["GET"].validate_response(answer)
+    beat.stop()
 
 
 def test_resend_needs_credentials_and_sets_back_the_failed_rows_asked_for(web, campaign):
