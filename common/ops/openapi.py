@@ -177,6 +177,7 @@ PARTITION = {
         "due_later",
         "next_due_ms",
         "next_due_in_seconds",
+        "last_due_ms",
         "sent",
         "failed",
         "sent_last_minute",
@@ -206,6 +207,10 @@ PARTITION = {
             "description": "When the earliest of due_later is due (unix ms, Redis's clock); null when none is.",
         },
         "next_due_in_seconds": {**SECONDS, "description": "The same, as seconds from now."},
+        "last_due_ms": {
+            **UNIX_MS,
+            "description": "When the latest of due_later is due (unix ms, Redis's clock); null when none is.",
+        },
         "sent": COUNT,
         "failed": COUNT,
         "sent_last_minute": COUNT,
@@ -335,7 +340,11 @@ STATUS = {
         "rows": COUNT,
         "done_percent": {"type": "number"},
         "rate_per_second": {"type": "number"},
-        "eta_seconds": {"type": ["integer", "null"]},
+        "eta_seconds": {
+            "type": ["integer", "null"],
+            "description": "Until every pending row is done: the rows due now at rate_per_second, and not before "
+            "the last job due later is due; null when nothing is pending or nothing was sent in the last minute.",
+        },
         "done": {"type": "boolean"},
         "paused": {"type": "boolean"},
         "total": TOTAL,

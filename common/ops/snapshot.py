@@ -42,8 +42,9 @@ def rate_window(sending_since_ms: int | None) -> float:
 # seconds ago. The cost is two ZCOUNTs plus one step per leased job (a
 # consumer's batch, not the queue): 100,000 scheduled jobs cost no more than
 # ten. The earliest job due later that is not leased is among the first
-# (leased jobs + 1) due later. Returns {Redis's now, due now, due later and
-# not leased, the earliest of those (ms) or ''}.
+# (leased jobs + 1) due later, the latest among the last as many. Returns
+# {Redis's now, due now, due later and not leased, the earliest of those (ms)
+# or '', the latest of those (ms) or ''}.
 DUE_COUNTS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -53,32 +54,36 @@ for _, id in ipairs(leased) do
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) > now then later = later - 1 end
 end
-local next_due = ''
-if later > 0 then
-  local first = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, #leased + 1)
-  for i = 1, #first, 2 do
-    if redis.call('HEXISTS', KEYS[2], first[i]) == 0 then
-      next_due = first[i + 1]
-      break
-    end
+local function first_not_leased(jobs)
+  for i = 1, #jobs, 2 do
+    if redis.call('HEXISTS', KEYS[2], jobs[i]) == 0 then return jobs[i + 1] end
   end
+  return ''
 end
-return {now, redis.call('ZCOUNT', KEYS[1], '-inf', now), later, next_due}
+local next_due, last_due = '', ''
+if later > 0 then
+  next_due = first_not_leased(
+    redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, #leased + 1))
+  last_due = first_not_leased(
+    redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, #leased + 1))
+end
+return {now, redis.call('ZCOUNT', KEYS[1], '-inf', now), later, next_due, last_due}
 """
 
 
 def due_view(counted: list) -> dict:
     """DUE_COUNTS' answer as the snapshot's fields: jobs due now (lapsed
     leases included), jobs due later that no consumer holds (scheduled or
-    waiting for a retry), and when the earliest of those is due, as unix ms
-    on Redis's clock and as seconds from now."""
-    now, due_now, later, next_due = counted
-    next_ms = int(float(next_due)) if next_due not in ("", b"", None) else None
+    waiting for a retry), and when the earliest and the latest of those are
+    due, as unix ms on Redis's clock (the earliest also as seconds from now)."""
+    now, due_now, later, next_due, last_due = counted
+    next_ms, last_ms = (int(float(ms)) if ms not in ("", b"", None) else None for ms in (next_due, last_due))
     return {
         "queued": int(due_now),
         "due_later": int(later),
         "next_due_ms": next_ms,
         "next_due_in_seconds": None if next_ms is None else round(max(next_ms - int(now), 0) / 1000, 1),
+        "last_due_ms": last_ms,
     }
 
 
@@ -109,6 +114,7 @@ def partition_view(
         "due_later": due["due_later"],
         "next_due_ms": due["next_due_ms"],
         "next_due_in_seconds": due["next_due_in_seconds"],
+        "last_due_ms": due["last_due_ms"],
         "sent": table_counts.get(SENT, 0),
         "failed": table_counts.get(FAILED, 0),
         "sent_last_minute": sum(int(c or 0) for c in sent_counts),
@@ -205,6 +211,22 @@ def with_sent(funnel: dict | None, partitions: list[dict], total: dict) -> dict 
     }
 
 
+def eta_seconds(total: dict, partitions: list[dict], rate: float, now_ms: float) -> int | None:
+    """Seconds until every pending row is done, as far as can be told: the
+    rows due now at the current rate, and not before the last job scheduled
+    (or retrying) later is due. None when nothing is pending, or when rows are
+    due now and nothing was sent in the last minute."""
+    if not total["pending"]:
+        return None
+    due_now = max(total["pending"] - total["due_later"], 0)
+    if due_now and not rate:
+        return None
+    sending = due_now / rate if due_now else 0.0
+    last = max((p["last_due_ms"] for p in partitions if p["last_due_ms"] is not None), default=None)
+    waiting = max(last - now_ms, 0) / 1000 if last is not None else 0.0
+    return round(max(sending, waiting))
+
+
 def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int, funnel=None) -> dict:
     """Everything `status` shows, as plain data (what --json prints). `funnel()`
     gives the after-sending view (default: after_sending, computed now)."""
@@ -241,7 +263,7 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int, fu
         "rows": rows,
         "done_percent": round(100 * (total["sent"] + total["failed"]) / rows, 1) if rows else 100.0,
         "rate_per_second": round(rate, 1),
-        "eta_seconds": round(total["pending"] / rate) if rate and total["pending"] else None,
+        "eta_seconds": eta_seconds(total, partitions, rate, now * 1000),
         "done": total["pending"] == 0 and total["in_flight"] == 0,
         "paused": paused,
         "total": total,

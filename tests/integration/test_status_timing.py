@@ -67,6 +67,7 @@ def test_status_counts_jobs_due_now_apart_from_scheduled_and_retrying_ones_and_s
     # scheduled rows; the job leased for 5 min is neither, and its earlier score is not the next due.
     assert (odd["queued"], odd["due_later"]) == (3, 3)
     assert odd["next_due_ms"] == timed_queue
+    assert odd["last_due_ms"] == timed_queue + 120 * MINUTE_MS  # row 13; the retry is due in 1 h
     assert odd["next_due_in_seconds"] == pytest.approx(1200, abs=10)
     text = one_line(status(role_env))
     assert f"1/2: 3 due later (scheduled or retrying), the next at {clock(timed_queue)} (in 20 min)" in text
@@ -88,6 +89,7 @@ def test_a_hundred_thousand_scheduled_jobs_are_counted_without_reading_them(camp
         took.append(time.perf_counter() - started)
     assert (view["queued"], view["due_later"]) == (0, 100_000)
     assert view["next_due_ms"] == now + 10 * MINUTE_MS + 2
+    assert view["last_due_ms"] == now + 10 * MINUTE_MS + 200_000
     # Two ZCOUNTs and a few hundred lookups: about a millisecond; reading
     # every job would take tens of milliseconds.
     assert sorted(took)[2] < 0.02, took

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from common.delivery.daily_limit import WINDOW_MS
-from common.ops.snapshot import breaker_views, partition_view
+from common.ops.snapshot import breaker_views, eta_seconds, partition_view
 from common.ops.status import clock, daily_limit_text, due_later_line, from_now, render
 from common.queue.jobs import now_ms
 from common.settings import Partition
@@ -163,3 +163,23 @@ def test_the_status_text_shows_due_later_per_partition_and_the_daily_limits():
     assert not any(line.startswith("waha:s1:") for line in text.splitlines())  # no daily limit
     header = next(line for line in text.splitlines() if "pending" in line)
     assert header.split() == ["partition", "pending", "due", "now", "sending", "later", "sent", "failed", "sent/min"]
+
+
+@pytest.mark.parametrize(
+    "pending, due_later, rate, last_due_in, eta",
+    [
+        (0, 0, 5.0, None, None),  # nothing pending
+        (100, 0, 10.0, None, 10),  # all due now: at the rate
+        (100, 0, 0.0, None, None),  # due now, nothing sent in the last minute: unknown
+        (100, 40, 10.0, 3600, 3600),  # the last scheduled row is due in an hour
+        (100, 40, 10.0, 2, 6),  # the rows due now take longer than the wait
+        (40, 40, 0.0, 7200, 7200),  # only scheduled rows, none sent yet: not before the last is due
+    ],
+)
+def test_the_eta_covers_the_rows_due_now_and_waits_for_the_last_one_due_later(
+    pending, due_later, rate, last_due_in, eta
+):
+    now_ms = 1_800_000_000_000
+    last = None if last_due_in is None else now_ms + last_due_in * 1000
+    partitions = [{"last_due_ms": last}, {"last_due_ms": None if last is None else last - 5000}]
+    assert eta_seconds({"pending": pending, "due_later": due_later}, partitions, rate, now_ms) == eta
