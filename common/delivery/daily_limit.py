@@ -7,8 +7,11 @@ consumer on every host counts against the same limit. A phone already in the
 set costs nothing; a new one takes a slot if there is one. A send that does
 not go through gives its slot back.
 
-Known edge: two rows for the same new phone sent at the same moment, the
-first failing and the second succeeding, leave that phone uncounted.
+Two rows for the same new phone (one person twice in the table) may be sent
+at once: the first counts the phone, the second finds it counted. Should the
+first fail and give its slot back while the second went through, the phone
+would be uncounted; so the second marks it shared, and a shared phone is
+never given back (counted once too often at worst, never once too few).
 """
 
 import logging
@@ -24,13 +27,20 @@ RECHECK = 30.0  # seconds a sender found full is taken as full without asking Re
 
 # KEYS: the sender's recipients set. ARGV: phone, limit, window ms.
 # Returns {1, stamp} for a new recipient counted now, {2, 0} for one already
-# counted, {0, ms until the oldest leaves the window} at the limit.
+# counted, {0, ms until the oldest leaves the window} at the limit. A phone
+# found counted is marked shared by half a millisecond on its time (stamps
+# are whole ms): RELEASE, which needs its exact stamp, then leaves it counted.
 ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {2, 0} end
+local counted = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if counted then
+  local at = tonumber(counted)
+  if at == math.floor(at) then redis.call('ZADD', KEYS[1], 'XX', at + 0.5, ARGV[1]) end
+  return {2, 0}
+end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], now, ARGV[1])
   redis.call('PEXPIRE', KEYS[1], window)

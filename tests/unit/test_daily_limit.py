@@ -30,6 +30,17 @@ def test_a_released_slot_goes_to_the_next_recipient(fake_redis):
     assert isinstance(limit.admit("2"), Admission)
 
 
+def test_a_phone_another_send_relied_on_is_not_given_back(fake_redis):
+    """One person in two rows, sent at once: the send that counted the phone
+    fails and gives its slot back, the other went through."""
+    limit = DailyLimit(fake_redis, "r", 1, "a")
+    counted = limit.admit("1")
+    assert isinstance(counted, Admission) and limit.admit("1") == Admission("1", None)
+    limit.release(counted)
+    assert fake_redis.zcard("r") == 1 and isinstance(limit.admit("2"), float)  # still counted: the sender is full
+    assert fake_redis.zscore("r", "1") - counted.stamp == 0.5  # its time in the window is unchanged (to the ms)
+
+
 def test_recipients_older_than_a_day_leave_the_window(fake_redis):
     limit = DailyLimit(fake_redis, "r", 1, "a")
     fake_redis.zadd("r", {"old": 1000})  # counted in 1970
