@@ -2,7 +2,10 @@
 
 import time
 
+import fakeredis
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common.delivery import breaker as breaker_module
 from common.delivery.breaker import Breaker, BreakerPolicy
@@ -100,3 +103,21 @@ def test_an_answer_read_before_the_breaker_opened_does_not_overwrite_the_open_st
     b._allow = allow_overtaken_by_a_401
     assert b.allow() == "closed"  # what Redis said when it was asked
     assert b.known() is None and b.available_in() > 59  # what holds now: open
+
+
+answers = st.lists(
+    st.tuples(st.sampled_from(["closed", "open", "half_open"]), st.sampled_from([0, 30_000]), st.integers(0, 10**16)),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(answers)
+def test_in_whatever_order_answers_are_kept_the_one_redis_gave_last_wins(answers):
+    b = Breaker(fakeredis.FakeRedis(decode_responses=True), "sender:a:breaker", "a", BreakerPolicy())
+    for state, left_ms, seen_at in answers:
+        b.remember(state, left_ms, seen_at, failures_known=False)
+    newest = max(seen_at for _, _, seen_at in answers)
+    state, left_ms, _ = [answer for answer in answers if answer[2] == newest][-1]  # a tie: the later kept
+    assert b.state == state and b.seen_at == newest
+    assert (b.known() is None) == (state == "open" and left_ms > 0)
