@@ -12,6 +12,7 @@ data in the same Redis costs nothing.
 import json
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -260,7 +261,7 @@ def connect(url: str) -> redis.Redis:
         client.ping()
     except redis.RedisError as exc:
         failure = redis_failure(what, exc)
-        refusal = tls_alert(url) if isinstance(failure, ServiceUnavailable) else None
+        refusal = (tls_alert(url) or tls_only(url)) if isinstance(failure, ServiceUnavailable) else None
         if refusal:
             failure = tls_failure(what, refusal)
         raise failure from None
@@ -293,6 +294,29 @@ def tls_alert(url: str, wait: float = 1.0) -> str | None:
     except OSError as exc:
         return tls_refusal(exc)
     return None
+
+
+def tls_only(url: str, wait: float = 1.0) -> str | None:
+    """Why a server hangs up on a plain redis:// URL, if it is because it
+    takes TLS only (it reads our first command as a broken handshake, which
+    looks like an outage). A handshake of our own that checks nothing tells:
+    it completes, or the server answers it with a TLS alert. None otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or parts.hostname is None:
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only asking whether it speaks TLS; nothing is sent over it
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 6379), timeout=wait) as raw:
+            with context.wrap_socket(raw, server_hostname=parts.hostname):
+                pass
+    except ssl.SSLError as exc:
+        if "ALERT" not in str(exc).upper():
+            return None  # not TLS talking back
+    except OSError:
+        return None
+    return "the server takes TLS only on that port (use rediss:// with ssl_ca_certs)"
 
 
 def plain_redis(address: tuple[str, int], wait: float) -> str | None:

@@ -7,7 +7,7 @@ one line and the configuration exit code."""
 
 import dataclasses
 import os
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -181,3 +181,9 @@ def test_rediss_to_a_server_without_tls_is_refused_with_one_line(tls_env, certs,
     plain = redis_url.replace("redis://", "rediss://", 1) + f"?ssl_ca_certs={quote(str(certs.ca))}"
     result = run_role("producers.odd", {**tls_env, "REDIS_URL": plain}, timeout=30)
     one_line_failure(result, EXIT_CONFIG, "speaks Redis without TLS")
+
+
+def test_redis_url_to_a_server_that_takes_tls_only_is_refused_with_one_line(tls_env):
+    plain = f"redis://{urlsplit(tls_env['REDIS_URL']).netloc}/0"
+    result = run_role("producers.odd", {**tls_env, "REDIS_URL": plain}, timeout=30)
+    one_line_failure(result, EXIT_CONFIG, "takes TLS only on that port (use rediss://")
