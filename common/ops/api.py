@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from common.errors import CampaignError
 from common.ops.openapi import MAX_OPT_OUT_LIST, OPT_OUT_LIST, document
 from common.ops.snapshot import snapshot
-from common.ops.status import resend_summary, undelivered_summary
+from common.ops.status_text import resend_summary, undelivered_summary
 from common.phones import InvalidPhone, normalise_phone
 from common.queue.pause import set_paused
 from common.settings import Partition

@@ -13,7 +13,7 @@ from playwright.sync_api import sync_playwright
 from common.delivery.daily_limit import WINDOW_MS
 from common.ops.openapi import document
 from common.ops.snapshot import partition_view
-from common.ops.status import clock, hh_mm
+from common.ops.status_text import clock, hh_mm
 from common.queue.jobs import JobQueue
 from common.settings import Partition
 from common.store.campaign import SENT

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from common.delivery.daily_limit import WINDOW_MS
 from common.ops.snapshot import breaker_views, eta_seconds, partition_view
-from common.ops.status import clock, daily_limit_text, due_later_line, from_now, render
+from common.ops.status_text import clock, daily_limit_text, due_later_line, from_now, render
 from common.queue.jobs import now_ms
 from common.settings import Partition
 

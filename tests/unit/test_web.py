@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from common.ops.snapshot import Throttled
 from common.ops.api import SharedSnapshot, Web
+from common.ops.snapshot import Throttled
 from common.ops.web import create_app
 from common.store.ingest import IngestRules
 from common.store.receipts import percentile
