@@ -4,6 +4,7 @@ It names every answer a route gives, with its content type and schema, and
 the request bodies say all the service accepts: anything else is a 400.
 tests/integration/test_web_schema.py holds the service to it."""
 
+from common.ops.snapshot import TOTALLED
 from common.store.ingest import IDEMPOTENCY_KEY, MAX_BATCH, MAX_VALUE_LENGTH
 
 OPT_OUT_LIST = 100  # entries GET /api/optouts lists unless ?limit= says otherwise
@@ -248,29 +249,9 @@ SENDER = {
 TOTAL = {
     "type": "object",
     "description": "The partitions' counts added up.",
-    "required": [
-        "pending",
-        "queued",
-        "in_flight",
-        "due_later",
-        "sent",
-        "failed",
-        "sent_last_minute",
-        "retries",
-        "reclaims",
-    ],
+    "required": list(TOTALLED),
     "additionalProperties": False,
-    "properties": {
-        "pending": COUNT,
-        "queued": COUNT,
-        "in_flight": COUNT,
-        "due_later": COUNT,
-        "sent": COUNT,
-        "failed": COUNT,
-        "sent_last_minute": COUNT,
-        "retries": COUNT,
-        "reclaims": COUNT,
-    },
+    "properties": dict.fromkeys(TOTALLED, COUNT),
 }
 PROCESS = {
     "type": "object",

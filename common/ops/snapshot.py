@@ -22,6 +22,18 @@ from common.store.receipts import FUNNEL_KEYS, LATENCY_SAMPLE, ReceiptStore, per
 
 CHART_MINUTES = 60  # minutes of send history in the snapshot (the dashboard's chart)
 RATE_BUCKETS = 6  # the current bucket and the five before it: about the last minute
+# The partition counts the snapshot's "total" adds up.
+TOTALLED = (
+    "pending",
+    "queued",
+    "in_flight",
+    "due_later",
+    "sent",
+    "failed",
+    "sent_last_minute",
+    "retries",
+    "reclaims",
+)
 
 
 def rate_window(sending_since_ms: int | None) -> float:
@@ -239,20 +251,7 @@ def snapshot(table: CampaignTable, client: redis.Redis, prefix: str, of: int, fu
         history = sent_per_minute(client, prefix, of)
     except redis.RedisError as exc:
         raise redis_failure("status", exc) from None
-    total = {
-        key: sum(p[key] for p in partitions)
-        for key in (
-            "pending",
-            "queued",
-            "in_flight",
-            "due_later",
-            "sent",
-            "failed",
-            "sent_last_minute",
-            "retries",
-            "reclaims",
-        )
-    }
+    total = {key: sum(p[key] for p in partitions) for key in TOTALLED}
     rows = total["pending"] + total["sent"] + total["failed"]
     started = [p["sending_since_ms"] for p in partitions if p["sending_since_ms"]]
     rate = total["sent_last_minute"] / rate_window(min(started) if started else None)
