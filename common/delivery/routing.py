@@ -156,10 +156,12 @@ class Turn:
 
 @dataclasses.dataclass(frozen=True)
 class Wait:
-    """No sender may take this phone now: the row waits `seconds` in the queue."""
+    """No sender may take this phone now: the row waits `seconds` in the queue.
+    `stopped`: for a stopped sender (someone should look), not a full one (only time)."""
 
     seconds: float
     reason: str
+    stopped: bool = False
 
 
 class SenderPool:
@@ -290,7 +292,7 @@ class SenderPool:
 
     async def choose(self, phone: str) -> Turn | Wait | Again | None:
         """One pass over the candidates; AGAIN when a paced slot was not free yet."""
-        waits: list[tuple[float, str]] = []
+        waits: list[tuple[float, str, bool]] = []
         stopped = 0
         candidates = self.candidates(phone)
         for route in candidates:
@@ -299,13 +301,13 @@ class SenderPool:
                 allowed = await asyncio.to_thread(route.breaker.allow)
             if not allowed:
                 stopped += 1
-                waits.append((route.breaker.available_in(), f"sender {route.name} is stopped"))
+                waits.append((route.breaker.available_in(), f"sender {route.name} is stopped", True))
                 continue
             taken = await self.take(Turn(route, trial=allowed == "trial"), phone, moved=route is not candidates[0])
             if not isinstance(taken, float):
                 return taken
             assert route.limit is not None  # only a daily limit answers with a wait
-            waits.append((taken, f"sender {route.name} is at its daily limit of {route.limit.limit}"))
+            waits.append((taken, f"sender {route.name} is at its daily limit of {route.limit.limit}", False))
             if self.sticky:
                 return self.wait(waits)
         if stopped == len(self.routes):
@@ -337,9 +339,9 @@ class SenderPool:
                 await asyncio.shield(turn.give_back())
 
     @staticmethod
-    def wait(waits: list[tuple[float, str]]) -> Wait:
-        seconds, reason = min(waits)
-        return Wait(min(max(seconds, SHORTEST_WAIT), LONGEST_WAIT), reason)
+    def wait(waits: list[tuple[float, str, bool]]) -> Wait:
+        seconds, reason, stopped = min(waits)
+        return Wait(min(max(seconds, SHORTEST_WAIT), LONGEST_WAIT), reason, stopped)
 
     async def remember(self, phone: str, sender: str) -> None:
         """Best effort: a move not remembered is made again next time."""

@@ -104,6 +104,9 @@ class Consumer:
         self.shut = False
         self.tally: Counter[str] = Counter()
         self.waiting: Counter[str] = Counter()  # reason -> rows handed back to wait for a sender
+        # reason -> its log level, set where the wait is decided: a stopped
+        # sender holding sticky rows needs someone to look (WARNING), a full one only time.
+        self.wait_levels: dict[str, int] = {}
         self.send_seconds = metrics.SEND_SECONDS.labels(settings.provider)
         self.last_report = time.monotonic()
 
@@ -240,6 +243,7 @@ class Consumer:
         if turn is None:
             return None
         if isinstance(turn, Wait):
+            self.wait_levels[turn.reason] = logging.WARNING if turn.stopped else logging.INFO
             return SendResult(Outcome.WAIT, detail=turn.reason, retry_after=turn.seconds)
         if not self.may_send(message):
             await turn.give_back()
@@ -438,9 +442,7 @@ class Consumer:
                 len(self.in_flight),
             )
         for reason, count in self.waiting.items():
-            # A stopped sender holding sticky rows needs someone to look; a full one only time.
-            level = logging.WARNING if reason.endswith("is stopped") else logging.INFO
-            log.log(level, "%d rows wait: %s", count, reason)
+            log.log(self.wait_levels.get(reason, logging.INFO), "%d rows wait: %s", count, reason)
         self.tally.clear()
         self.waiting.clear()
         self.last_report = time.monotonic()

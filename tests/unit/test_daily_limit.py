@@ -83,7 +83,7 @@ def test_a_sticky_phone_whose_sender_is_full_waits_and_does_not_move(fake_redis)
     on_a = [phone for phone in map(str, range(100)) if ranking(["a", "b"], phone)[0] == 0][:2]
     assert asyncio.run(p.turn(on_a[0])).route.name == "a"
     wait = asyncio.run(p.turn(on_a[1]))
-    assert isinstance(wait, Wait) and wait.reason == "sender a is at its daily limit of 1"
+    assert isinstance(wait, Wait) and wait.reason == "sender a is at its daily limit of 1" and not wait.stopped
     assert fake_redis.hgetall("sticky") == {}
 
 

@@ -52,6 +52,7 @@ def test_without_fallback_a_phone_waits_while_its_sender_is_stopped(fake_redis):
     stop(p, 0)
     wait = sender_for(p, phone)
     assert isinstance(wait, Wait) and wait.reason == "sender a is stopped" and 19 < wait.seconds <= 20
+    assert wait.stopped  # someone should look at the sender: the consumer logs it as a warning
     assert sender_for(p, other).route.name == "b" and p.ready()
 
 
