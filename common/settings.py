@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from common.errors import ConfigError
 from common.phones import check_region
-from common.queue.sentinel import is_sentinel_url, parse_sentinel_url
+from common.queue.sentinel import TLS_OPTIONS, is_sentinel_url, parse_sentinel_url
 from common.timing import SendWindow, moment, parse_duration, parse_rate, zone_of
 
 # The HTTP engines and gateway dialects by name: settings check the names
@@ -66,7 +66,6 @@ SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"
 # DATABASE_URL's query options; ssl-ca and ssl_ca are the same option.
 DATABASE_URL_OPTIONS = ("unix_socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key")
 # REDIS_URL's query options: redis-py's own names, which its from_url reads.
-REDIS_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 REDIS_URL_OPTIONS = (
     "db",
     "socket_timeout",
@@ -74,7 +73,7 @@ REDIS_URL_OPTIONS = (
     "socket_keepalive",
     "health_check_interval",
     "client_name",
-    *REDIS_TLS_OPTIONS,
+    *TLS_OPTIONS,
 )
 REDIS_CERT_REQS = ("none", "optional", "required")
 
@@ -264,7 +263,7 @@ def check_redis_url(url: str) -> str:
             "REDIS_URL must look like redis://host:6379/0 (rediss:// for TLS, redis+sentinel:// for Sentinel)"
         )
     options = url_options(parts.query, REDIS_URL_OPTIONS, "REDIS_URL")
-    tls = [name for name in REDIS_TLS_OPTIONS if name in options]
+    tls = [name for name in TLS_OPTIONS if name in options]
     if tls and parts.scheme != "rediss":
         raise ConfigError(f"REDIS_URL gives {tls[0]} but is not a rediss:// URL (TLS)")
     redis_tls_context(url)

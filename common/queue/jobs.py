@@ -24,7 +24,7 @@ from redis.sentinel import MasterNotFoundError
 from common.errors import ConfigError, ServiceUnavailable
 from common.queue import keys
 from common.queue.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
-from common.settings import Partition, redis_tls_context, redis_where, tls_refusal
+from common.settings import Partition, redis_tls_context, redis_where, tls_context, tls_refusal
 
 log = logging.getLogger(__name__)
 
@@ -304,9 +304,7 @@ def tls_only(url: str, wait: float = 1.0) -> str | None:
     parts = urlsplit(url)
     if parts.scheme != "redis" or parts.hostname is None:
         return None
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only asking whether it speaks TLS; nothing is sent over it
+    context = tls_context("REDIS_URL", verify=False, check_hostname=False)  # only asking whether it speaks TLS
     try:
         with socket.create_connection((parts.hostname, parts.port or 6379), timeout=wait) as raw:
             with context.wrap_socket(raw, server_hostname=parts.hostname):

@@ -24,6 +24,7 @@ from common.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
+# redis-py's TLS options, as rediss:// and rediss+sentinel:// URLs give them (settings reads them too).
 TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 DEFAULT_PORT = 26379
 SHAPE = "redis+sentinel://[user:password@]host1:26379,host2:26379/mymaster/0"
