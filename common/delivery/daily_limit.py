@@ -106,14 +106,17 @@ class DailyLimit:
             self.full_until = self.next_slot = 0.0
 
 
-def usage(client: redis.Redis, recipients_key: str, limit_key: str) -> dict | None:
-    """What status shows of a sender's daily limit: limit, used, seconds until the next slot."""
+def usage(client: redis.Redis, recipients_key: str, limit_key: str, now_ms: float | None = None) -> dict | None:
+    """What status shows of a sender's daily limit: limit, used, seconds until
+    the next slot. `now_ms`: Redis's clock, which stamped the recipients (read
+    here when not given)."""
     raw = client.get(limit_key)
     if not raw or not str(raw).isdigit():
         return None
     limit = int(raw)
-    seconds, micros = client.time()  # Redis's clock, which stamped the recipients
-    now_ms = seconds * 1000 + micros / 1000
+    if now_ms is None:
+        seconds, micros = client.time()
+        now_ms = seconds * 1000 + micros / 1000
     used = client.zcount(recipients_key, now_ms - WINDOW_MS, "+inf")
     oldest = client.zrangebyscore(recipients_key, now_ms - WINDOW_MS, "+inf", start=0, num=1, withscores=True)
     next_slot = max(oldest[0][1] + WINDOW_MS - now_ms, 0) / 1000 if used >= limit and oldest else 0.0

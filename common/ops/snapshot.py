@@ -149,11 +149,11 @@ def sent_per_minute(client: redis.Redis, prefix: str, of: int, minutes: int = CH
     return [{"minute": int(m) * 60, "sent": sent} for m, sent in zip(wanted, totals)]
 
 
-def daily_limit_view(client: redis.Redis, prefix: str, name: str) -> dict | None:
+def daily_limit_view(client: redis.Redis, prefix: str, name: str, redis_now_ms: float) -> dict | None:
     """A sender's daily limit as the snapshot shows it, or None when its
     consumers run without one: recipients counted in the last 24 h, the
     limit, and, at the limit, when the oldest recipient leaves the window."""
-    used = usage(client, keys.recipients(prefix, name), keys.daily_limit(prefix, name))
+    used = usage(client, keys.recipients(prefix, name), keys.daily_limit(prefix, name), redis_now_ms)
     if used is None:
         return None
     full = used["used"] >= used["limit"]
@@ -169,14 +169,14 @@ def daily_limit_view(client: redis.Redis, prefix: str, name: str) -> dict | None
 def breaker_views(client: redis.Redis, prefix: str) -> list[dict]:
     """Each sender that registered itself: its breaker and its daily limit."""
     views = []
-    seconds, micros = client.time()  # a breaker's `until` is on Redis's clock, not this host's
+    seconds, micros = client.time()  # breakers and daily limits are on Redis's clock, not this host's
     redis_now_ms = seconds * 1000 + micros // 1000
     for name in sorted(client.smembers(keys.senders(prefix))):
         state = client.hgetall(keys.breaker(prefix, name))
         view = {"name": name, "state": state.get("state", "closed"), "reason": state.get("reason")}
         if view["state"] == "open":
             view["opens_for_trial_in"] = max(int(state.get("until", 0)) - redis_now_ms, 0) / 1000
-        view["daily_limit"] = daily_limit_view(client, prefix, name)
+        view["daily_limit"] = daily_limit_view(client, prefix, name, redis_now_ms)
         views.append(view)
     return views
 
