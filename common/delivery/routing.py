@@ -198,8 +198,9 @@ class SenderPool:
             pace_key = keys.pace(settings.key_prefix, sender.name)
             pacer = Pacer(client, pace_key, rate, settings.jitter) if rate or settings.jitter else None
             breaker = Breaker(client, keys.breaker(settings.key_prefix, sender.name), sender.name, policy)
-            daily = DailyLimit(client, keys.recipients(settings.key_prefix, sender.name), limit, sender.name)
-            routes.append(Route(sender, breaker, pacer, daily if limit else None))
+            recipients = keys.recipients(settings.key_prefix, sender.name)
+            daily = DailyLimit(client, recipients, limit, sender.name) if limit else None
+            routes.append(Route(sender, breaker, pacer, daily))
         names = [route.name for route in routes]
         if len(set(names)) < len(names):
             raise ConfigError(
