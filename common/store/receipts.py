@@ -106,23 +106,29 @@ class ReceiptStore:
 
     def match(self, within_minutes: int = MATCH_WITHIN_HOURS * 60) -> int:
         """Tie receipts and states to their rows through the message ids our
-        consumers recorded, for states that changed in the last `within_minutes`.
-        Returns the messages newly matched."""
-        matched = self._execute(
-            f"UPDATE {STATE_TABLE} s JOIN {HISTORY_TABLE} a ON a.message_id = s.message_id AND a.outcome = 'sent'"
-            " SET s.campaign_table = a.campaign_table, s.row_id = a.row_id"
-            " WHERE s.row_id IS NULL AND s.updated_at > NOW() - INTERVAL %s MINUTE",
-            (within_minutes,),
-            count=True,
-        )
-        if matched:
+        consumers recorded, for those that came or changed in the last
+        `within_minutes`. Returns the messages newly matched.
+
+        One transaction, so no reader sees a state tied to its row and its
+        receipts not yet; receipts before states, the order `add` locks them
+        in, so a match and another process's `add` never deadlock. Receipts
+        join the send history themselves: a late one (read, after its
+        message was matched) is tied too."""
+        with self.table.transaction():
             self._execute(
-                f"UPDATE {RECEIPT_TABLE} r JOIN {STATE_TABLE} s ON s.message_id = r.message_id"
-                " SET r.campaign_table = s.campaign_table, r.row_id = s.row_id"
-                " WHERE r.row_id IS NULL AND s.row_id IS NOT NULL AND r.received_at > NOW() - INTERVAL %s HOUR",
-                (MATCH_WITHIN_HOURS,),
+                f"UPDATE {RECEIPT_TABLE} r JOIN {HISTORY_TABLE} a ON a.message_id = r.message_id AND a.outcome = 'sent'"
+                " SET r.campaign_table = a.campaign_table, r.row_id = a.row_id"
+                " WHERE r.campaign_table IS NULL AND r.row_id IS NULL"
+                " AND r.received_at > NOW() - INTERVAL %s MINUTE",
+                (within_minutes,),
             )
-        return matched
+            return self._execute(
+                f"UPDATE {STATE_TABLE} s JOIN {HISTORY_TABLE} a ON a.message_id = s.message_id AND a.outcome = 'sent'"
+                " SET s.campaign_table = a.campaign_table, s.row_id = a.row_id"
+                " WHERE s.row_id IS NULL AND s.updated_at > NOW() - INTERVAL %s MINUTE",
+                (within_minutes,),
+                count=True,
+            )
 
     # Opt-outs
 

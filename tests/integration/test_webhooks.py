@@ -227,6 +227,22 @@ def test_a_receipt_that_comes_before_the_send_is_recorded_is_matched_when_it_is(
     assert campaign.query("SELECT campaign_table, row_id FROM delivery_receipts") == (("campaign_master_1", 1),)
 
 
+def test_a_receipt_for_a_message_matched_before_is_tied_to_its_row(web, campaign):
+    campaign.add(1)
+    campaign.query(
+        "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, http_status, message_id)"
+        " VALUES ('campaign_master_1', 1, 1, 'sent', 200, 'wamid.LATE')"
+    )
+    delivered = meta_status("wamid.LATE", "delivered", 1_750_000_000)
+    assert post(web, "meta", delivered, signed("meta", delivered)).status_code == 200
+    assert eventually(lambda: (state(campaign, "wamid.LATE") or (None,) * 6)[5] == 1)
+    read = meta_status("wamid.LATE", "read", 1_750_000_060)
+    assert post(web, "meta", read, signed("meta", read)).status_code == 200
+    tied = "SELECT status, campaign_table, row_id FROM delivery_receipts ORDER BY status"
+    expected = (("delivered", "campaign_master_1", 1), ("read", "campaign_master_1", 1))
+    assert eventually(lambda: campaign.query(tied) == expected), campaign.query(tied)
+
+
 @pytest.mark.parametrize(
     "dialect,stop_fixture",
     [
