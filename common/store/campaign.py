@@ -426,40 +426,58 @@ class CampaignTable:
         index, the second consumer's waiting lock would also cover the gap
         where the first one's UPDATE moves the rows, and InnoDB would end one
         of them as a deadlock."""
-        rows = id_list(ids)
         with self.transaction():
-            self._execute(
-                f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
-                f" SELECT %s, id, 1 FROM {self.table} FORCE INDEX (PRIMARY)"
-                f" WHERE {self.status} = %s AND id IN ({rows}) FOR UPDATE"
-                f" ON DUPLICATE KEY UPDATE generation = generation + 1",
-                (self.table, PENDING),
-            )
-            self._execute(
-                f"UPDATE {self.table} FORCE INDEX (PRIMARY) SET {self.status} = %s"
-                f" WHERE {self.status} = %s AND id IN ({rows})",
-                (status, PENDING),
-            )
+            self._record(id_list(ids), status)
+
+    def _record(self, rows: str, status: int) -> None:
+        """record_outcome's two statements, inside the caller's transaction."""
+        self._execute(
+            f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
+            f" SELECT %s, id, 1 FROM {self.table} FORCE INDEX (PRIMARY)"
+            f" WHERE {self.status} = %s AND id IN ({rows}) FOR UPDATE"
+            f" ON DUPLICATE KEY UPDATE generation = generation + 1",
+            (self.table, PENDING),
+        )
+        self._execute(
+            f"UPDATE {self.table} FORCE INDEX (PRIMARY) SET {self.status} = %s"
+            f" WHERE {self.status} = %s AND id IN ({rows})",
+            (status, PENDING),
+        )
 
     def mark_sent(self, ids: list[int]) -> None:
         if ids:
             self.record_outcome(ids, SENT)
 
     def mark_failed(self, failures: list[Failure]) -> None:
-        """Mark rows failed (never over a sent one) and record why."""
+        """Mark rows failed (never over a sent one) and record why, in the
+        same transaction: no reader sees a failed row without its reason, a
+        crash cannot lose it, and a row another consumer recorded as sent
+        (the documented repeat window) gets none."""
         if not failures:
             return
-        self.record_outcome([f.row_id for f in failures], FAILED)
-        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(failures))
-        args = []
-        for f in failures:
-            args += [self.table, f.row_id, f.attempts, f.http_status, storable(f.reason, REASON_LENGTH)]
-        self._execute(
-            f"INSERT INTO {FAILURE_TABLE} (campaign_table, row_id, attempts, http_status, reason)"
-            f" VALUES {values} ON DUPLICATE KEY UPDATE attempts = VALUES(attempts),"
-            f" http_status = VALUES(http_status), reason = VALUES(reason), failed_at = CURRENT_TIMESTAMP",
-            args,
-        )
+        rows = id_list([f.row_id for f in failures])
+        with self.transaction():
+            self._record(rows, FAILED)
+            failed = {
+                row_id
+                for (row_id,) in self._execute(
+                    f"SELECT id FROM {self.table} FORCE INDEX (PRIMARY) WHERE {self.status} = %s AND id IN ({rows})",
+                    (FAILED,),
+                )
+            }
+            reasons = [f for f in failures if f.row_id in failed]
+            if not reasons:
+                return
+            args = []
+            for f in reasons:
+                args += [self.table, f.row_id, f.attempts, f.http_status, storable(f.reason, REASON_LENGTH)]
+            self._execute(
+                f"INSERT INTO {FAILURE_TABLE} (campaign_table, row_id, attempts, http_status, reason)"
+                f" VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(reasons))}"
+                " ON DUPLICATE KEY UPDATE attempts = VALUES(attempts),"
+                " http_status = VALUES(http_status), reason = VALUES(reason), failed_at = CURRENT_TIMESTAMP",
+                args,
+            )
 
     def resend_failed(self, reason: str | None = None, partition: tuple[int, int] | None = None) -> int:
         """Set failed rows back to pending (those whose reason contains

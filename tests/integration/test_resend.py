@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from common.store.campaign import FAILED, PENDING, SENT
+from common.store.campaign import FAILED, PENDING, SENT, Failure
 from tests.conftest import drain, drain_queue
 
 pytestmark = pytest.mark.integration
@@ -46,6 +46,16 @@ def test_recording_one_row_twice_raises_its_generation_once(campaign, table_for,
     table.mark_sent([1])
     table.mark_sent([1])  # a second consumer in the documented repeat window
     assert campaign.query("SELECT row_id, generation FROM send_generations") == ((1, 1),)
+
+
+def test_a_failure_recorded_for_a_row_another_consumer_sent_gives_it_no_reason(campaign, table_for, settings_for):
+    campaign.add(3)
+    table = table_for(settings_for())
+    table.mark_sent([1])  # the other consumer in the documented repeat window
+    table.mark_failed([Failure(1, 1, "timed out", None), Failure(2, 3, "HTTP 400: bad", 400)])
+    assert [campaign.states()[i] for i in (1, 2, 3)] == [SENT, FAILED, PENDING]
+    assert campaign.failure_reasons() == {2: "HTTP 400: bad"}
+    assert campaign.query("SELECT row_id, generation FROM send_generations ORDER BY row_id") == ((1, 1), (2, 1))
 
 
 def test_resend_failed_sets_back_the_rows_asked_for_and_they_go_out_with_new_keys(
