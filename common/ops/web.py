@@ -223,8 +223,8 @@ def main(
     except OSError as exc:
         click.echo(f"web: error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
         sys.exit(2)
+    signal.signal(signal.SIGTERM, stop)  # before the line that tells a supervisor we are up
     log.info("listening on http://%s:%s", host, server.effective_port)
-    signal.signal(signal.SIGTERM, stop)
     writer.start()
     try:
         server.run()
