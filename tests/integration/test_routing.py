@@ -196,7 +196,10 @@ def paced_times(pacer, count):
 
 def test_a_rate_spaces_sends_evenly_and_jitter_spreads_the_gaps(real_redis):
     even = paced_times(Pacer(real_redis, "sender:even:pace", rate=100, jitter=0), 30)
-    assert 9 <= statistics.mean(even) <= 11.5 and statistics.pstdev(even) < 2
+    # Evenly: nearly every gap is the 10 ms interval. A late wake-up of this
+    # thread (a loaded machine) widens one gap, so not all of them.
+    assert 9 <= statistics.median(even) <= 11
+    assert sum(8.5 <= gap <= 11.5 for gap in even) >= 0.8 * len(even), even
     jittered = paced_times(Pacer(real_redis, "sender:jitter:pace", rate=100, jitter=0.04), 60)
     assert 22 <= statistics.mean(jittered) <= 38  # 10 ms + 20 ms on average
     assert statistics.pstdev(jittered) > 6 and min(jittered) >= 9

@@ -66,8 +66,9 @@ def test_status_shows_progress_processes_and_failure_reasons_that_match_the_data
     assert after["total"]["pending"] == 0 and after["done_percent"] == 100.0
     assert sum(p["sent"] for p in after["partitions"]) == 400
     assert after["total"]["sent_last_minute"] == 400
-    # Taken over the run's own age (about 8 s at 50/s), not a whole minute.
-    assert 25 < after["rate_per_second"] <= 60, after["rate_per_second"]
+    # Taken over the run's own age (about 8 s at 50/s, plus the look after
+    # it), not a whole minute, which would give 400 / 60 = 6.7.
+    assert 10 < after["rate_per_second"] <= 60, after["rate_per_second"]
     assert after["failure_reasons"][0]["rows"] == 3
     assert after["total"]["reclaims"] == 0  # no consumer died, so no lease lapsed
     assert status_json(role_env)["processes"] == []  # a clean exit removes the heartbeat
