@@ -99,7 +99,9 @@ def test_mysql_away_for_30_s_keeps_every_2xx_and_sends_nothing_twice(campaign, r
     proxy = TcpProxy(mysql_db.host, mysql_db.port)
     via_proxy = database_url(mysql_db).replace(f":{mysql_db.port}/", f":{proxy.port}/")
     env = {**role_env, "DATABASE_URL": via_proxy.replace(mysql_db.host, "127.0.0.1", 1)}
-    ids = campaign.add(40)
+    # 40 rows per partition: 5 s of sends at 4 in flight, so both consumers
+    # are mid-send together even when one starts seconds after the other.
+    ids = campaign.add(80)
     mock.configure(latency_ms=500)
     roles = {m: start_role(m, env) for m in ["producers.odd", "producers.even", "consumers.odd", "consumers.even"]}
     wait_for(lambda: mock.stats()["in_flight"] >= 8, what="sends in flight")

@@ -232,10 +232,10 @@ def test_a_second_once_run_of_the_same_role_and_partition_exits_4_while_the_firs
     assert run_role("consumers.odd", role_env, "--once").returncode == 0
 
 
-def test_exclusive_keeps_a_second_long_running_copy_out(campaign, role_env):
+def test_exclusive_keeps_a_second_long_running_copy_out(campaign, role_env, real_redis):
     first = start_role("producers.even", role_env, "--exclusive")
     try:
-        time.sleep(1.5)  # started and holding the lock
+        wait_for(lambda: real_redis.exists("lock:producer:2:0"), what="the first copy holding the lock")
         second = run_role("producers.even", role_env, "--exclusive")
     finally:
         code, _ = stop(first)

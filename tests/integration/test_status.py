@@ -47,6 +47,8 @@ def test_status_shows_progress_processes_and_failure_reasons_that_match_the_data
     processes = [start_role(module, paced_env) for module in ROLES]
     try:
         wait_for(lambda: mock.stats()["delivered"] > 20, what="sends under way")
+        # Each process beats once it has started; on a loaded machine the last may be a moment behind.
+        wait_for(lambda: len(status_json(paced_env)["processes"]) == 4, what="four heartbeats")
         during = status_json(paced_env)
         assert sorted((p["role"], p["partition"]) for p in during["processes"]) == [
             ("consumer", "0/2"),

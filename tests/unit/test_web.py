@@ -15,16 +15,39 @@ from common.store.receipts import percentile
 
 
 class SlowCount:
-    """Stands in for the row count: takes `seconds` and counts its calls."""
+    """Stands in for the row count: takes `seconds` (of `clock`'s time when
+    given, else slept) and counts its calls."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, clock: "Clock | None" = None):
         self.seconds = seconds
+        self.clock = clock
         self.calls = 0
 
     def __call__(self) -> dict:
         self.calls += 1
-        time.sleep(self.seconds)
+        if self.clock:
+            self.clock.now += self.seconds
+        else:
+            time.sleep(self.seconds)
         return {"count": self.calls}
+
+
+class Clock:
+    """time.monotonic for a test that runs 1.2 s of polling in no time."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def poll_for(clock: Clock, seconds: float, look) -> None:
+    """`look()` every 10 ms of clock time for `seconds`."""
+    end = clock.now + seconds
+    while clock.now < end:
+        look()
+        clock.now += 0.01
 
 
 def test_clients_at_once_share_one_count():
@@ -39,14 +62,14 @@ def test_clients_at_once_share_one_count():
     assert count.calls == 1 and answers == [{"count": 1}] * 8
 
 
-def test_a_slow_count_is_repeated_at_most_every_ten_times_its_duration():
-    count = SlowCount(0.05)
+def test_a_slow_count_is_repeated_at_most_every_ten_times_its_duration(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(time, "monotonic", clock)
+    count = SlowCount(0.05, clock)
     shared = SharedSnapshot(count, min_age=0.01, cost_factor=10)
-    started = time.monotonic()
-    while time.monotonic() - started < 1.2:
-        shared.get()
-    # 0.05 s counts, then 0.5 s of reuse each: 2 or 3 counts in 1.2 s, not ~24.
-    assert 2 <= count.calls <= 3
+    poll_for(clock, 1.2, shared.get)
+    # 0.05 s counts, then 0.5 s of reuse each: at 0, 0.55 and 1.1 s, not ~24.
+    assert count.calls == 3
 
 
 def test_clear_makes_the_next_client_see_a_fresh_count():
@@ -117,13 +140,12 @@ def test_a_list_limit_outside_1_to_10000_is_a_400(fake_redis, limit):
     assert answer.status_code == 400 and "limit" in answer.json["error"]
 
 
-def test_the_funnel_is_recounted_at_most_every_ten_times_its_cost():
-    count = SlowCount(0.05)
-    throttled = Throttled(count)
-    started = time.monotonic()
-    while time.monotonic() - started < 1.2:
-        throttled()
-    assert 2 <= count.calls <= 3
+def test_the_funnel_is_recounted_at_most_every_ten_times_its_cost(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(time, "monotonic", clock)
+    count = SlowCount(0.05, clock)
+    poll_for(clock, 1.2, Throttled(count))
+    assert count.calls == 3
 
 
 def test_percentiles_are_nearest_rank():
