@@ -6,7 +6,6 @@ rows, and the opt-out list. `common.ops.web` puts them behind its guard."""
 import dataclasses
 import logging
 import threading
-import time
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -14,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.errors import CampaignError
 from common.ops.openapi import MAX_OPT_OUT_LIST, OPT_OUT_LIST, document
-from common.ops.snapshot import snapshot
+from common.ops.snapshot import Throttled, snapshot
 from common.ops.status_text import resend_summary, undelivered_summary
 from common.phones import InvalidPhone, normalise_phone
 from common.queue.pause import set_paused
@@ -24,38 +23,6 @@ from common.store.ingest import MAX_BATCH, BadMessage, IngestRules, parse_body, 
 from common.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
-
-
-class SharedSnapshot:
-    """The status snapshot, shared by every dashboard and API client of this
-    process. Counting a big table's rows takes time (about 0.3 s per million
-    rows here), so several browsers refreshing every few seconds must not
-    each start a count: the snapshot is recounted at most every `min_age`
-    seconds, or every `cost_factor` times as long as the last count took,
-    which keeps the counting to a tenth of one MySQL core however big the
-    table. Pausing, resuming, re-sending and ingesting clear it, so their
-    effect shows."""
-
-    def __init__(self, compute, min_age: float = 2.0, cost_factor: float = 10.0):
-        self.compute = compute
-        self.min_age = min_age
-        self.cost_factor = cost_factor
-        self.lock = threading.Lock()  # one count at a time; the others wait for it and share it
-        self.value: dict | None = None
-        self.expires = 0.0
-
-    def get(self) -> dict:
-        with self.lock:
-            if self.value is None or time.monotonic() >= self.expires:
-                started = time.monotonic()
-                self.value = self.compute()
-                took = time.monotonic() - started
-                self.expires = time.monotonic() + max(self.min_age, self.cost_factor * took)
-            return self.value
-
-    def clear(self) -> None:
-        with self.lock:
-            self.value = None
 
 
 class Web:
@@ -69,7 +36,9 @@ class Web:
         self.prefix = prefix
         self.of = of
         self.rules = rules  # what ingested messages are checked against (columns are read per request)
-        self.status = SharedSnapshot(lambda: snapshot(self.table, self.client, self.prefix, self.of))
+        # Shared by every dashboard and API client of this process; pausing,
+        # resuming, re-sending and ingesting clear it, so their effect shows.
+        self.status = Throttled(lambda: snapshot(self.table, self.client, self.prefix, self.of), min_age=2.0)
 
     @property
     def table(self) -> CampaignTable:
@@ -106,7 +75,7 @@ def view_routes(web: Web) -> Blueprint:
 
     @views.get("/api/status")
     def status():
-        return jsonify(web.status.get())
+        return jsonify(web.status())
 
     @views.get("/openapi.json")
     def openapi():
