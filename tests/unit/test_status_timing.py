@@ -183,3 +183,35 @@ def test_the_eta_covers_the_rows_due_now_and_waits_for_the_last_one_due_later(
     last = None if last_due_in is None else now_ms + last_due_in * 1000
     partitions = [{"last_due_ms": last}, {"last_due_ms": None if last is None else last - 5000}]
     assert eta_seconds({"pending": pending, "due_later": due_later}, partitions, rate, now_ms) == eta
+
+
+def test_seven_digit_counts_are_shown_whole_on_an_80_column_terminal():
+    counts = {"pending": 1_234_567, "queued": 1_234_567, "in_flight": 500, "due_later": 1_234_567}
+    counts |= {"sent": 1_234_567, "failed": 1_234_567, "sent_last_minute": 123_456, "retries": 0, "reclaims": 0}
+    partitions = [
+        {**counts, "partition": f"{k}/2", "paused": k == 1, "next_due_ms": None, "next_due_in_seconds": None}
+        for k in (0, 1)
+    ]
+    view = {
+        "table": "campaign_master_1",
+        "rows": 10_000_000,
+        "done_percent": 49.4,
+        "rate_per_second": 2000.0,
+        "eta_seconds": 5000,
+        "done": False,
+        "paused": False,
+        "total": {key: 2 * value for key, value in counts.items()},
+        "partitions": partitions,
+        "processes": [],
+        "senders": [],
+        "failure_reasons": [],
+    }
+    console = Console(width=80, record=True)
+    console.print(render(view))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    assert "…" not in console.export_text()
+    total = next(line for line in lines if line.split()[:1] == ["total"])
+    doubled = "2,469,134"
+    assert total.split() == ["total", doubled, doubled, "1,000", doubled, doubled, doubled, "246,912"]
+    assert any(line.split() == ["(paused)"] for line in lines)  # the label wraps, the figures stay whole
