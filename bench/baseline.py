@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import click
-import pymysql
 import redis
 import requests
 
 from common.settings import parse_database_url
+from common.store.campaign import open_connection
 
 TABLE = "campaign_master_1"
 IDLE_SLEEP = 0.1
@@ -60,15 +60,7 @@ def main(database_url, redis_url, whatsapp_url, key_prefix, batch_size, partitio
     """Send the pending rows of one partition the seed's way until SIGTERM."""
     stop = Stop()
     target = parse_database_url(database_url)
-    connection = pymysql.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        database=target.database,
-        unix_socket=target.unix_socket,
-        autocommit=True,
-    )
+    connection = open_connection(target, target.database, autocommit=True)
     cursor = connection.cursor()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     session = requests.Session()

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import click
-import pymysql
 import redis
 import requests
 import urllib3
@@ -38,6 +37,7 @@ from requests.adapters import HTTPAdapter
 
 from common.delivery.engines import tune_interpreter_for
 from common.settings import parse_database_url
+from common.store.campaign import open_connection
 
 TABLE = "campaign_master_1"
 PENDING, SENT = 1, 0
@@ -70,15 +70,7 @@ class Rows:
 
     def __init__(self, database_url: str, redis_url: str, key_prefix: str, partition: int, of: int, batch_size: int):
         target = parse_database_url(database_url)
-        self.connection = pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            database=target.database,
-            unix_socket=target.unix_socket,
-            autocommit=True,
-        )
+        self.connection = open_connection(target, target.database, autocommit=True)
         self.redis = redis.Redis.from_url(redis_url)
         self.key_prefix = key_prefix
         self.partition, self.of, self.batch_size = partition, of, batch_size
