@@ -41,6 +41,7 @@ POLL_SECONDS = 0.05
 RESET = object()  # answer to a send: reset the connection instead of replying
 RECEIPT_POSTERS = 4  # threads posting webhooks back; their requests are the only concurrency
 RECEIPT_TIMEOUT = 5.0  # seconds for one webhook post
+RECEIPT_RETRY_WAIT = 0.5  # seconds before the first retry of a refused webhook; doubled after each
 RECEIPT_BATCH = 1000  # due events taken off the schedule at once
 SECRETS = ("token", "receipts_secret")  # shown as *** in logs
 
@@ -59,6 +60,7 @@ _LIMITS = {
     "read_share": (float, 0, 1),
     "undelivered_share": (float, 0, 1),
     "stop_share": (float, 0, 1),
+    "receipt_retries": (int, 0, 10),
 }
 
 
@@ -90,6 +92,9 @@ class Behaviour:
     read_share: float = 0.6  # share of delivered messages that are read
     undelivered_share: float = 0.0  # share of accepted sends that fail later (Meta 131026, WAHA ack -1; gowa: silence)
     stop_share: float = 0.0  # share of recipients who reply STOP
+    # A refused or failed webhook is posted again, as gateways do (Meta for
+    # days); here up to this many times, 0.5 s, 1 s, 2 s ... apart.
+    receipt_retries: int = 3
 
     def __post_init__(self):
         for name, (kind, lowest, highest) in _LIMITS.items():
@@ -315,7 +320,7 @@ class MockWhatsApp:
         if random.random() < behaviour.stop_share:
             events.append((delivered_at + behaviour.read_after, Inbound(to, "STOP")))
         for due, event in events:
-            self._receipts.schedule(due, dialect, url, secret, event)
+            self._receipts.schedule(due, dialect, url, secret, behaviour.receipt_retries, event)
 
     def _record(self, behaviour, status, payload, headers=None, delivery=None):
         # The trickle is decided here, with the delivery, so the record of
@@ -345,14 +350,15 @@ class ReceiptPoster:
     event, groups them by dialect and URL (the Cloud API batches statuses
     in one body) and hands the bodies to RECEIPT_POSTERS posting threads:
     a campaign of 100,000 messages makes 100,000 heap entries, not threads.
-    A post that fails is counted and dropped, never retried, and never
-    touches a send."""
+    A post that fails is retried by its thread (RECEIPT_RETRY_WAIT, doubling),
+    then counted as failed and dropped; it never touches a send."""
 
     def __init__(self):
         self._heap: list = []
         self._order = itertools.count()  # ties on due time keep their order
         self._changed = threading.Condition()
         self._stopping = False
+        self._halt = threading.Event()  # ends retry waits at stop()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -366,6 +372,7 @@ class ReceiptPoster:
             if self._thread is not None:
                 return
             self._stopping = False
+            self._halt.clear()
             self._pool = ThreadPoolExecutor(RECEIPT_POSTERS, thread_name_prefix="mock-receipts-post")
             self._thread = threading.Thread(target=self._run, name="mock-receipts", daemon=True)
         self._thread.start()
@@ -375,6 +382,7 @@ class ReceiptPoster:
         with self._changed:
             thread, pool = self._thread, self._pool
             self._stopping = True
+            self._halt.set()
             self._changed.notify_all()
         if thread is not None:
             thread.join()
@@ -389,10 +397,10 @@ class ReceiptPoster:
             self._heap.clear()
             self._clear_counts()
 
-    def schedule(self, due: float, dialect, url: str, secret: str | None, event) -> None:
+    def schedule(self, due: float, dialect, url: str, secret: str | None, retries: int, event) -> None:
         with self._changed:
             order = next(self._order)
-            heapq.heappush(self._heap, (due, order, dialect, url, secret, event))
+            heapq.heappush(self._heap, (due, order, dialect, url, secret, retries, event))
             self._scheduled += 1
             if self._heap[0][1] == order:  # sooner than what the scheduler sleeps for
                 self._changed.notify()
@@ -421,10 +429,10 @@ class ReceiptPoster:
                     due.append(heapq.heappop(self._heap))
                 self._in_hand += len(due)
             groups: dict = {}
-            for _, _, dialect, url, secret, event in due:
-                groups.setdefault((dialect, url, secret), []).append(event)
+            for _, _, dialect, url, secret, retries, event in due:
+                groups.setdefault((dialect, url, secret, retries), []).append(event)
             pool = self._pool
-            for (dialect, url, secret), events in groups.items():
+            for (dialect, url, secret, retries), events in groups.items():
                 try:
                     bodies = dialect.webhooks(events)
                 except Exception:
@@ -435,24 +443,30 @@ class ReceiptPoster:
                 for body, count in bodies:
                     assert pool is not None
                     try:
-                        pool.submit(self._post, dialect, url, secret, body, count)
+                        pool.submit(self._post, dialect, url, secret, retries, body, count)
                     except RuntimeError:  # shut down meanwhile
                         self._settle(count, posted=0)
 
-    def _post(self, dialect, url, secret, body, count):
+    def _post(self, dialect, url, secret, retries, body, count):
+        """Post one webhook body; again after a refusal, up to `retries` times."""
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
         headers = {"Content-Type": "application/json", **dialect.sign(secret, body)}
-        try:
-            answer = session.post(url, data=body, headers=headers, timeout=RECEIPT_TIMEOUT)
-            ok = 200 <= answer.status_code < 300
-            if not ok:
-                logger.debug("%s webhook to %s answered %s", dialect.name, url, answer.status_code)
-        except requests.RequestException as exc:
-            logger.debug("%s webhook to %s failed: %s", dialect.name, url, exc)
-            ok = False
-        self._settle(count, posted=count if ok else 0, failed=0 if ok else count, posts=1)
+        posts = 0
+        while True:
+            posts += 1
+            try:
+                answer = session.post(url, data=body, headers=headers, timeout=RECEIPT_TIMEOUT)
+                ok = 200 <= answer.status_code < 300
+                if not ok:
+                    logger.debug("%s webhook to %s answered %s", dialect.name, url, answer.status_code)
+            except requests.RequestException as exc:
+                logger.debug("%s webhook to %s failed: %s", dialect.name, url, exc)
+                ok = False
+            if ok or posts > retries or self._halt.wait(RECEIPT_RETRY_WAIT * 2 ** (posts - 1)):
+                break
+        self._settle(count, posted=count if ok else 0, failed=0 if ok else count, posts=posts)
 
     def _settle(self, taken, posted, failed=0, posts=0):
         with self._changed:
@@ -712,6 +726,13 @@ class _Handler(BaseHTTPRequestHandler):
     type=click.FloatRange(0, 1),
     default=0.0,
     help="Share of recipients who reply STOP.",
+)
+@click.option(
+    "--receipt-retries",
+    type=click.IntRange(0, 10),
+    default=3,
+    show_default=True,
+    help="Post a refused webhook again up to this many times, 0.5 s, 1 s, 2 s ... apart, as gateways do.",
 )
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def main(host, port, verbose, token, receipts_secret, **behaviour):

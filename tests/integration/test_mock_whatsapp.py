@@ -186,6 +186,7 @@ def test_config_endpoint_changes_behaviour_at_runtime(mock):
         "read_share": 0.6,
         "undelivered_share": 0.0,
         "stop_share": 0.0,
+        "receipt_retries": 3,
     }
     assert (failed.status_code, delivered.status_code) == (503, 200)
 
@@ -331,10 +332,12 @@ WEBHOOK_OF = {"cloud": "meta", "waha": "waha", "gowa": "gowa"}
 
 
 class Receiver:
-    """A webhook receiver on a free port: keeps each POST's headers and body."""
+    """A webhook receiver on a free port: keeps each POST's headers and body,
+    and answers `status`, or 503 to the first `refuse_first` posts."""
 
-    def __init__(self, status=200):
+    def __init__(self, status=200, refuse_first=0):
         self.status = status
+        self.refuse_first = refuse_first
         self.posts: list[tuple[dict, bytes]] = []
         self.lock = threading.Lock()
         receiver = self
@@ -344,7 +347,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
                     receiver.posts.append((dict(self.headers), body))
-                self.send_response(receiver.status)
+                    refused = len(receiver.posts) <= receiver.refuse_first
+                self.send_response(503 if refused else receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -459,11 +463,22 @@ def test_many_due_meta_statuses_go_in_batched_bodies(mock):
     assert stats["receipts_posted"] == 150 and stats["receipt_posts"] < 150
 
 
+def test_a_refused_receipt_post_is_posted_again_until_taken(mock):
+    with Receiver(refuse_first=2) as receiver:
+        mock.configure(receipts_url=receiver.url, receipts_secret=RECEIPT_SECRET, delivered_after=0, read_share=0)
+        sent = send_as(mock, "cloud")
+        stats = settled(mock)
+        receipts, _ = receiver.events("meta")
+    assert len(receiver.posts) == 3 and {(r.message_id, r.status) for r in receipts} == {(sent, "delivered")}
+    assert (stats["receipts_posted"], stats["receipts_failed"], stats["receipt_posts"]) == (1, 0, 3)
+
+
 def test_failed_receipt_posts_are_counted_and_never_break_sends(mock):
     with Receiver(status=503) as refusing:
-        mock.configure(receipts_url=refusing.url, delivered_after=0, read_share=0)
+        mock.configure(receipts_url=refusing.url, delivered_after=0, read_share=0, receipt_retries=1)
         assert send(mock).status_code == 200
         stats = settled(mock)
+        assert len(refusing.posts) == 2  # the post and its one retry
     assert (stats["receipts_posted"], stats["receipts_failed"]) == (0, 1)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -507,6 +522,8 @@ def test_command_line_receipts_flags_reach_the_config(tmp_path):
             "0.1",
             "--stop-share",
             "0.01",
+            "--receipt-retries",
+            "5",
         ],
         cwd=REPO_ROOT,
         env={**os.environ, "MOCK_RECEIPTS_SECRET": "from-env"},
@@ -526,6 +543,7 @@ def test_command_line_receipts_flags_reach_the_config(tmp_path):
     assert {name: value for name, value in config.items() if name.startswith(("receipts_", "delivered_", "read_"))} | {
         "undelivered_share": config["undelivered_share"],
         "stop_share": config["stop_share"],
+        "receipt_retries": config["receipt_retries"],
     } == {
         "receipts_url": "http://127.0.0.1:9/webhooks/meta",
         "receipts_secret": "from-env",
@@ -534,4 +552,5 @@ def test_command_line_receipts_flags_reach_the_config(tmp_path):
         "read_share": 0.25,
         "undelivered_share": 0.1,
         "stop_share": 0.01,
+        "receipt_retries": 5,
     }
