@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from common.store.campaign import PENDING
+from common.testing.chaos.faults import BUSY_SCRIPT
 from common.testing.services import free_port
 from tests.conftest import start_role
 from tests.integration.test_outages import start_redis
@@ -17,16 +18,6 @@ from tests.integration.test_processes import stop, wait_for
 pytestmark = pytest.mark.integration
 
 REFUSAL_SECONDS = 2.0
-
-# Keeps Redis busy for ARGV[1] ms: other clients get BUSY meanwhile.
-BUSY_SCRIPT = """
-local clock = redis.call('TIME')
-local start = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
-repeat
-  clock = redis.call('TIME')
-until tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000 - start > tonumber(ARGV[1])
-return 1
-"""
 
 
 def out_of_memory(client):
@@ -44,7 +35,7 @@ def read_only(client):
 
 def busy(client):
     client.config_set("busy-reply-threshold", "100")
-    runner = threading.Thread(target=client.eval, args=(BUSY_SCRIPT, 0, int(REFUSAL_SECONDS * 1000)))
+    runner = threading.Thread(target=client.eval, args=(BUSY_SCRIPT, 0, REFUSAL_SECONDS))
     runner.start()
     runner.join()
 

@@ -14,16 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from common.delivery.receipts import Receipt
 from common.store.campaign import FAILED, SENT
 from common.store.receipts import ReceiptStore
+from common.testing.chaos.faults import BUSY_SCRIPT
 from common.testing.dialects import Cloud, Gowa, Waha
 from common.testing.services import RedisServer
 from tests.conftest import drain, start_role
 from tests.integration.test_processes import stop
-from tests.integration.test_redis_refusals import BUSY_SCRIPT
 
 pytestmark = pytest.mark.integration
 
@@ -355,13 +356,28 @@ def test_the_receiver_answers_503_not_silence_when_redis_refuses_its_credentials
         assert answer.status_code == 503  # the gateway sends it again later
 
 
+def wait_until_held(url: str) -> None:
+    """Until a script holds Redis: a PING gets no answer within 50 ms."""
+    probe = redis.Redis.from_url(url, socket_timeout=0.05)
+    deadline = time.monotonic() + 5
+    try:
+        while time.monotonic() < deadline:
+            probe.ping()
+            time.sleep(0.01)
+    except redis.TimeoutError:
+        return
+    finally:
+        probe.close()
+    raise AssertionError("the script never held Redis")
+
+
 def test_a_stopped_receiver_answers_the_requests_it_was_writing(receiver_env, own_redis, campaign):
     process, url = serve(receiver_env, "common.webhooks")
     body = meta_status("wamid.LATE", "delivered", 1_750_000_000)
-    sleeper = threading.Thread(target=own_redis.client().eval, args=(BUSY_SCRIPT, 0, 1500))
+    sleeper = threading.Thread(target=own_redis.client().eval, args=(BUSY_SCRIPT, 0, 1.5))
     try:
         sleeper.start()  # a script holds Redis, and so the RPUSH, for 1.5 s
-        time.sleep(0.1)
+        wait_until_held(own_redis.url)
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(post, url, "meta", body, signed("meta", body))
             time.sleep(0.5)
