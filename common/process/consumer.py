@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 REPORT_EVERY = 10.0  # seconds between summary lines
 RECORD_EVERY = 0.1  # seconds between bookkeeping writes while sends stream
 MAX_RETRY_DELAY = 600.0
-HISTORY_BACKLOG = 100_000  # history lines kept while MySQL is away; older ones are dropped
 ACCEPTED_EARLIER = "accepted earlier; recorded without sending again"
 EXPIRED = "expired"  # unsent at the end of its validity (VALID_FOR): not sent late
 
@@ -67,6 +66,10 @@ class Outcomes:
     # (row id, ms until it is due, new payload or None to keep it)
     moves: list[tuple[int, int, Job | None]] = dataclasses.field(default_factory=list)
     history: list[Attempt] = dataclasses.field(default_factory=list)
+    # Counted once the outcomes are written (a failed write sorts them again).
+    sends: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)  # (sender, outcome) -> sends
+    latencies: list[float] = dataclasses.field(default_factory=list)  # seconds
+    waits: Counter[str] = dataclasses.field(default_factory=Counter)  # reason -> rows handed back
 
 
 class Consumer:
@@ -99,7 +102,6 @@ class Consumer:
         self.stuck = False  # the last bookkeeping write failed (MySQL or Redis down)
         self.remembered: set[int] = set()  # rows whose 2xx is already written into Redis
         self.mysql_away = False  # while True, each 2xx goes into Redis as soon as it arrives
-        self.history: list[Attempt] = []
         self.stopping = False
         self.shut = False
         self.tally: Counter[str] = Counter()
@@ -291,8 +293,6 @@ class Consumer:
     def sort(self) -> Outcomes:
         """Decide what each ended send means for its row: sent, failed, retried or handed back."""
         out = Outcomes()
-        sends: Counter[tuple[str, str]] = Counter()
-        waits: Counter[str] = Counter()
         for job, result in self.ended:
             attempt = job.attempts + 1
             if result is None:
@@ -301,13 +301,13 @@ class Consumer:
             if result.outcome is Outcome.WAIT:
                 # Not an attempt: the row waits for its own sender or a daily slot.
                 out.moves.append((job.row_id, int((result.retry_after or 0) * 1000), None))
-                waits[result.detail] += 1
+                out.waits[result.detail] += 1
                 continue
             if result.detail != ACCEPTED_EARLIER:
                 out.history.append(self.history_line(job, attempt, result))
-                sends[result.sender or "-", result.outcome.value] += 1
+                out.sends[result.sender or "-", result.outcome.value] += 1
                 if result.latency_ms is not None:
-                    self.send_seconds.observe(result.latency_ms / 1000)
+                    out.latencies.append(result.latency_ms / 1000)
             if result.outcome is Outcome.SENDER_DOWN:
                 # Its breaker is open now; the row goes to another sender or waits.
                 out.moves.append((job.row_id, 0, None))
@@ -318,9 +318,6 @@ class Consumer:
             else:
                 delay = retry_delay(attempt, self.settings.retry_delay, result.retry_after)
                 out.moves.append((job.row_id, int(delay * 1000), dataclasses.replace(job, attempts=attempt)))
-        for (sender, outcome), count in sends.items():
-            metrics.SENDS.labels(self.partition_label, self.settings.provider, sender, outcome).inc(count)
-        self.waiting.update(waits)
         return out
 
     def history_line(self, job: Job, attempt: int, result: SendResult) -> Attempt:
@@ -353,12 +350,7 @@ class Consumer:
             return
         self.stuck = True
         out = self.sort()
-        try:
-            self.table.mark_sent([job.row_id for job in out.sent])
-            self.table.mark_failed(out.failed)
-        except ServiceUnavailable:
-            self.mysql_lost()
-            raise
+        self.write_outcomes(out)
         self.mysql_away = False
         with self.leases.lock:
             # Moves are conditional on the lease Redis has; the lock keeps the
@@ -384,12 +376,30 @@ class Consumer:
                 extra={"row_id": failure.row_id},
             )
         self.tally.update(sent=len(out.sent), failed=len(out.failed), retried=retried)
+        for (sender, outcome), count in out.sends.items():
+            metrics.SENDS.labels(self.partition_label, self.settings.provider, sender, outcome).inc(count)
+        for seconds in out.latencies:
+            self.send_seconds.observe(seconds)
+        self.waiting.update(out.waits)
         self.remembered -= {job.row_id for job, _ in self.ended}
         self.ended = []
         self.stuck = False
         self.last_record = time.monotonic()
-        self.history += out.history
-        self.write_history()
+
+    def write_outcomes(self, out: Outcomes) -> None:
+        """Rows sent and failed, and the history lines, in one MySQL
+        transaction. History lines MySQL refuses are dropped with a line;
+        the history must never hold up or lose a send."""
+        sent = [job.row_id for job in out.sent]
+        try:
+            try:
+                self.table.record(sent, out.failed, out.history)
+            except RowRejected as exc:
+                log.warning("dropped %d history lines MySQL refused: %s", len(out.history), exc)
+                self.table.record(sent, out.failed, [])
+        except ServiceUnavailable:
+            self.mysql_lost()
+            raise
 
     def shown(self, phone: str | None) -> str:
         """A phone as logs show it: masked unless SHOW_PHONES."""
@@ -410,21 +420,6 @@ class Consumer:
             self.queue.remember_sent(new)
             self.remembered.update(job.row_id for job in new)
             log.warning("MySQL is away: %d sends accepted by the endpoint are kept in Redis until it is back", len(new))
-
-    def write_history(self) -> None:
-        """Best effort: the history must never hold up or lose a send."""
-        try:
-            self.table.record_attempts(self.history)
-        except RowRejected as exc:
-            log.warning("dropped %d history lines MySQL refused: %s", len(self.history), exc)
-        except ServiceUnavailable as exc:
-            if len(self.history) > HISTORY_BACKLOG:
-                log.warning(
-                    "dropped %d history lines while MySQL is away (%s)", len(self.history) - HISTORY_BACKLOG, exc
-                )
-                self.history = self.history[-HISTORY_BACKLOG:]
-            return
-        self.history = []
 
     def report(self, force: bool = False) -> None:
         """One summary line every REPORT_EVERY seconds, never one per send."""

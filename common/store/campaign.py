@@ -416,68 +416,72 @@ class CampaignTable:
             self.close()
             raise
 
-    def record_outcome(self, ids: list[int], status: int) -> None:
-        """Set pending rows to `status` and raise their send generation, in one
-        transaction. Reading the pending rows locks them (FOR UPDATE), so two
-        consumers recording the same row (the documented repeat window) raise
-        it once: the second reads it after the first committed, no longer pending.
+    def record(self, sent: list[int], failures: list[Failure], history: list[Attempt]) -> None:
+        """Write what a batch of sends came to, in one transaction: pending
+        rows set sent or failed (never a failed one over a sent one), each
+        recorded row's send generation raised, failure reasons, and the
+        attempts' history lines. No reader sees a failed row without its
+        reason, and a crash loses no history line of a recorded row (its
+        message id is what receipts are matched by).
 
-        Both statements find the rows by primary key. Through the pending-rows
-        index, the second consumer's waiting lock would also cover the gap
-        where the first one's UPDATE moves the rows, and InnoDB would end one
-        of them as a deadlock."""
+        The generation statement reads the batch's rows FOR UPDATE in one go,
+        in key order, so two consumers recording the same rows (the
+        documented repeat window) queue on the first row, and the second
+        finds them no longer pending: their generation is raised once, and a
+        row the other consumer sent gets no failure reason. Every statement
+        finds rows by primary key: through the pending-rows index, the
+        waiting consumer's lock would also cover the gap the first one's
+        UPDATE moves the rows into, and InnoDB would end one as a deadlock."""
+        failed = [f.row_id for f in failures]
+        if not (sent or failed or history):
+            return
         with self.transaction():
-            self._record(id_list(ids), status)
+            if sent or failed:
+                self._execute(
+                    f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
+                    f" SELECT %s, id, 1 FROM {self.table} FORCE INDEX (PRIMARY)"
+                    f" WHERE {self.status} = %s AND id IN ({id_list(sent + failed)}) FOR UPDATE"
+                    f" ON DUPLICATE KEY UPDATE generation = generation + 1",
+                    (self.table, PENDING),
+                )
+            if sent:
+                self._set_pending(sent, SENT)
+            if failed:
+                self._set_pending(failed, FAILED)
+                self._keep_reasons(failures)
+            if history:
+                self._insert_attempts(history)
 
-    def _record(self, rows: str, status: int) -> None:
-        """record_outcome's two statements, inside the caller's transaction."""
-        self._execute(
-            f"INSERT INTO {GENERATION_TABLE} (campaign_table, row_id, generation)"
-            f" SELECT %s, id, 1 FROM {self.table} FORCE INDEX (PRIMARY)"
-            f" WHERE {self.status} = %s AND id IN ({rows}) FOR UPDATE"
-            f" ON DUPLICATE KEY UPDATE generation = generation + 1",
-            (self.table, PENDING),
-        )
+    def _set_pending(self, ids: list[int], status: int) -> None:
         self._execute(
             f"UPDATE {self.table} FORCE INDEX (PRIMARY) SET {self.status} = %s"
-            f" WHERE {self.status} = %s AND id IN ({rows})",
+            f" WHERE {self.status} = %s AND id IN ({id_list(ids)})",
             (status, PENDING),
         )
 
-    def mark_sent(self, ids: list[int]) -> None:
-        if ids:
-            self.record_outcome(ids, SENT)
-
-    def mark_failed(self, failures: list[Failure]) -> None:
-        """Mark rows failed (never over a sent one) and record why, in the
-        same transaction: no reader sees a failed row without its reason, a
-        crash cannot lose it, and a row another consumer recorded as sent
-        (the documented repeat window) gets none."""
-        if not failures:
-            return
+    def _keep_reasons(self, failures: list[Failure]) -> None:
+        """Why each row failed, for those of them that are failed now."""
         rows = id_list([f.row_id for f in failures])
-        with self.transaction():
-            self._record(rows, FAILED)
-            failed = {
-                row_id
-                for (row_id,) in self._execute(
-                    f"SELECT id FROM {self.table} FORCE INDEX (PRIMARY) WHERE {self.status} = %s AND id IN ({rows})",
-                    (FAILED,),
-                )
-            }
-            reasons = [f for f in failures if f.row_id in failed]
-            if not reasons:
-                return
-            args = []
-            for f in reasons:
-                args += [self.table, f.row_id, f.attempts, f.http_status, storable(f.reason, REASON_LENGTH)]
-            self._execute(
-                f"INSERT INTO {FAILURE_TABLE} (campaign_table, row_id, attempts, http_status, reason)"
-                f" VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(reasons))}"
-                " ON DUPLICATE KEY UPDATE attempts = VALUES(attempts),"
-                " http_status = VALUES(http_status), reason = VALUES(reason), failed_at = CURRENT_TIMESTAMP",
-                args,
+        failed = {
+            row_id
+            for (row_id,) in self._execute(
+                f"SELECT id FROM {self.table} FORCE INDEX (PRIMARY) WHERE {self.status} = %s AND id IN ({rows})",
+                (FAILED,),
             )
+        }
+        reasons = [f for f in failures if f.row_id in failed]
+        if not reasons:
+            return
+        args = []
+        for f in reasons:
+            args += [self.table, f.row_id, f.attempts, f.http_status, storable(f.reason, REASON_LENGTH)]
+        self._execute(
+            f"INSERT INTO {FAILURE_TABLE} (campaign_table, row_id, attempts, http_status, reason)"
+            f" VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(reasons))}"
+            " ON DUPLICATE KEY UPDATE attempts = VALUES(attempts),"
+            " http_status = VALUES(http_status), reason = VALUES(reason), failed_at = CURRENT_TIMESTAMP",
+            args,
+        )
 
     def resend_failed(self, reason: str | None = None, partition: tuple[int, int] | None = None) -> int:
         """Set failed rows back to pending (those whose reason contains
@@ -607,10 +611,8 @@ class CampaignTable:
             )
         ]
 
-    def record_attempts(self, attempts: list[Attempt]) -> None:
+    def _insert_attempts(self, attempts: list[Attempt]) -> None:
         """Append to the delivery history, all in one INSERT."""
-        if not attempts:
-            return
         values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
         args = []
         for a in attempts:

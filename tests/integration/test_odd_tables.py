@@ -1,6 +1,8 @@
 """Campaign tables as users have them: any column type, ids past INT, history
 tables made by older versions. Every row is sent or fails with a reason."""
 
+import logging
+
 import pytest
 
 from common.store.campaign import FAILED, PENDING, SENT, Failure
@@ -88,6 +90,20 @@ def test_row_ids_past_int_are_sent_failed_and_recorded(campaign, build, mock):
     }
 
 
+def test_history_lines_mysql_refuses_are_dropped_and_their_rows_still_recorded(campaign, build, mock, caplog):
+    producer, consumer = build
+    campaign.query("ALTER TABLE delivery_attempts MODIFY latency_ms TINYINT NULL")  # 127 ms at most
+    campaign.add(4)
+    mock.configure(latency_ms=200)
+    producer().loop()
+    with caplog.at_level(logging.WARNING, logger="common.process.consumer"):
+        drain(consumer())
+    assert [campaign.states()[i] for i in (1, 3)] == [SENT, SENT]
+    assert campaign.query("SELECT COUNT(*) FROM delivery_attempts") == ((0,),)
+    assert "history lines MySQL refused" in caplog.text
+    assert mock.deliveries() == {"campaign_master_1:1": 1, "campaign_master_1:3": 1}
+
+
 def test_history_tables_made_with_int_row_ids_are_widened_at_start(campaign, build, mock):
     producer, consumer = build
     campaign.query("ALTER TABLE delivery_attempts MODIFY row_id INT NOT NULL")
@@ -114,7 +130,7 @@ def test_history_tables_made_with_int_row_ids_are_widened_at_start(campaign, bui
 def test_a_failure_reason_with_a_lone_surrogate_is_stored(campaign, table_for, settings_for):
     campaign.add(2)
     table = table_for(settings_for())
-    table.mark_failed([Failure(1, 1, "HTTP 400: bad \ud800 text " + "x" * 400, 400)])
+    table.record([], [Failure(1, 1, "HTTP 400: bad \ud800 text " + "x" * 400, 400)], [])
     reason = campaign.failure_reasons()[1]
     assert reason.startswith("HTTP 400: bad ? text") and len(reason) == 255
 
@@ -136,7 +152,7 @@ def test_a_large_claim_reads_its_own_rows_not_every_pending_row(campaign, table_
 
     before = entries_read()
     assert len(table.pending_among(ids)) == 500
-    table.mark_sent(ids[:300])
+    table.record(ids[:300], [], [])
     read = entries_read() - before
     assert read < 5_000, f"{read} index entries read for 500 + 300 rows out of 100,000 pending"
 

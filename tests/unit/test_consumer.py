@@ -29,20 +29,16 @@ class MemoryTable:
     def pending_among(self, ids):
         return {i: Row(i, self.phones[i]) for i in ids if self.status.get(i) == PENDING}
 
-    def mark_sent(self, ids):
-        if self.down and ids:
+    def record(self, sent, failures, history):
+        if self.down and (sent or failures or history):
             raise ServiceUnavailable("MySQL is unreachable")
-        for i in ids:
+        for i in sent:
             self.sent_while_queued.append(self.redis.exists(f"job:{i}") == 1)
             self.status[i] = SENT
-
-    def mark_failed(self, failures):
         for f in failures:
             self.status[f.row_id] = FAILED
             self.failures[f.row_id] = f
-
-    def record_attempts(self, attempts):
-        self.history.extend(attempts)
+        self.history.extend(history)
 
     def close(self):
         pass
