@@ -42,6 +42,11 @@ ACCEPTED_EARLIER = "accepted earlier; recorded without sending again"
 EXPIRED = "expired"  # unsent at the end of its validity (VALID_FOR): not sent late
 
 
+def accepted(job: Job, result: SendResult) -> Job:
+    """The job of a send the endpoint accepted, as kept in Redis while MySQL is away."""
+    return dataclasses.replace(job, sent=True, message_id=result.message_id, sender=result.sender)
+
+
 def with_row_params(job: Job, row: Row) -> Job:
     """A job queued by a producer configured with fewer message variables
     gets the missing ones from the row this consumer just read."""
@@ -257,7 +262,7 @@ class Consumer:
             return SendResult(Outcome.FAILED, detail=EXPIRED)
         result = await turn.send(message)
         if self.mysql_away and result.outcome is Outcome.SENT:
-            await asyncio.to_thread(self.remember_at_once, job)
+            await asyncio.to_thread(self.remember_at_once, accepted(job, result))
         return result
 
     def may_send(self, message: Message) -> bool:
@@ -303,7 +308,10 @@ class Consumer:
                 out.moves.append((job.row_id, int((result.retry_after or 0) * 1000), None))
                 out.waits[result.detail] += 1
                 continue
-            if result.detail != ACCEPTED_EARLIER:
+            if result.detail == ACCEPTED_EARLIER:
+                # Its sender died before it could write this line.
+                out.history.append(Attempt(job.row_id, attempt, "sent", None, job.message_id, None, None, job.sender))
+            else:
                 out.history.append(self.history_line(job, attempt, result))
                 out.sends[result.sender or "-", result.outcome.value] += 1
                 if result.latency_ms is not None:
@@ -411,7 +419,9 @@ class Consumer:
         after the outage backoff (this process could be killed meanwhile)."""
         self.mysql_away = True
         self.collect(timeout=0)
-        self.remember_sent([job for job, result in self.ended if result and result.outcome is Outcome.SENT])
+        self.remember_sent(
+            [accepted(job, result) for job, result in self.ended if result and result.outcome is Outcome.SENT]
+        )
 
     def remember_sent(self, sent: list[Job]) -> None:
         """MySQL is away: keep each 2xx in its Redis job, so it survives this process."""

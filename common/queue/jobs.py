@@ -168,6 +168,10 @@ class Job:
     due_ms: int | None = None  # its send time (unix ms): not claimed before it
     valid_until_ms: int | None = None  # not sent after it: the row fails "expired"
     problem: str | None = None  # why the producer could not time it; the row fails with it
+    # With `sent`: the accepted send's message id and sender, for the history
+    # line whoever records it writes (receipts are matched by that id).
+    message_id: str | None = None
+    sender: str | None = None
 
     def encode(self) -> str:
         value: dict[str, Any] = {"phone": self.phone, "attempts": self.attempts}
@@ -175,7 +179,7 @@ class Job:
             value["sent"] = True
         if self.params:
             value["params"] = self.params
-        for name in ("due_ms", "valid_until_ms", "problem"):
+        for name in ("due_ms", "valid_until_ms", "problem", "message_id", "sender"):
             if getattr(self, name) is not None:
                 value[name] = getattr(self, name)
         return json.dumps(value, separators=(",", ":"))
@@ -210,6 +214,7 @@ def decode_job(row_id: int, raw: str) -> Job | None:
         phone, attempts, sent = value["phone"], int(value.get("attempts", 0)), value.get("sent", False)
         params = value.get("params", {})
         due, valid_until, problem = value.get("due_ms"), value.get("valid_until_ms"), value.get("problem")
+        message_id, sender = value.get("message_id"), value.get("sender")
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         return None
     if (phone is not None and not isinstance(phone, str)) or not isinstance(sent, bool):
@@ -218,9 +223,10 @@ def decode_job(row_id: int, raw: str) -> Job | None:
         return None
     if not all(t is None or (isinstance(t, int) and not isinstance(t, bool)) for t in (due, valid_until)):
         return None
-    if problem is not None and not isinstance(problem, str):
+    if not all(text is None or isinstance(text, str) for text in (problem, message_id, sender)):
         return None
-    return Job(row_id, phone, min(max(attempts, 0), MAX_ATTEMPTS_KEPT), sent, params, due, valid_until, problem)
+    attempts = min(max(attempts, 0), MAX_ATTEMPTS_KEPT)
+    return Job(row_id, phone, attempts, sent, params, due, valid_until, problem, message_id, sender)
 
 
 def tls_failure(what: str, refusal: str) -> ConfigError:

@@ -132,6 +132,11 @@ def test_mysql_away_for_30_s_keeps_every_2xx_and_sends_nothing_twice(campaign, r
         proxy.cut()
     assert all(code == 0 for code, _ in results.values()), results
     assert_sent_once(campaign, mock, ids)
+    # Each row's one 'sent' history line names its message, those the killed
+    # consumer kept in Redis (and its successor recorded) included.
+    sent_lines = campaign.query("SELECT row_id, message_id FROM delivery_attempts WHERE outcome = 'sent'")
+    assert sorted(row_id for row_id, _ in sent_lines) == sorted(ids)
+    assert len({message_id for _, message_id in sent_lines if message_id}) == len(ids)
     producer_log = results["producers.odd"][1]
     assert producer_log.count("retrying with backoff") == 1, producer_log  # once per outage, not per poll
     assert "Traceback" not in "".join(err for _, err in results.values())

@@ -179,6 +179,14 @@ def test_remember_sent_marks_the_job_and_survives_a_decode(fake_redis):
     assert decode_job(1, fake_redis.get("job:1")) == Job(1, "628100000001", 2, sent=True)
 
 
+def test_a_remembered_send_keeps_its_message_id_and_sender(fake_redis):
+    q = queue(fake_redis)
+    q.enqueue([Job(1, "628100000001")])
+    q.remember_sent([Job(1, "628100000001", message_id="wamid.A1", sender="meta:s1")])
+    kept = Job(1, "628100000001", sent=True, message_id="wamid.A1", sender="meta:s1")
+    assert decode_job(1, fake_redis.get("job:1")) == kept
+
+
 def test_remember_sent_does_not_recreate_a_finished_job(fake_redis):
     q = queue(fake_redis)
     q.remember_sent([Job(1, "628100000001")])
