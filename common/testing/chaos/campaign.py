@@ -67,6 +67,11 @@ class Campaign:
             args.append(partition)
         return {row_id for (row_id,) in self.query(sql, args)}
 
+    def rows_with_history(self, outcome: str) -> set[int]:
+        """Rows with at least one history line of `outcome` (sent, retry, failed)."""
+        sql = "SELECT DISTINCT row_id FROM delivery_attempts WHERE campaign_table = %s AND outcome = %s"
+        return {row_id for (row_id,) in self.query(sql, (TABLE, outcome))}
+
 
 def phone_of(row_id: int) -> str:
     return f"62812{row_id:08d}"

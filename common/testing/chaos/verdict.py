@@ -24,6 +24,7 @@ class Findings:
     counts: dict[int, int]
     unqueued: list[int]  # pending rows with no job in Redis
     never_delivered: list[int]  # rows marked sent without a 2xx for their key
+    unhistoried: list[int]  # rows marked sent without a 'sent' history line (its message id)
     stats: dict
     repeats: int
     repeated: dict[int, int]  # row -> deliveries, for rows delivered more than once
@@ -68,6 +69,7 @@ def tally(run: "ChaosRun") -> Findings:
         counts=run.campaign.counts(),
         unqueued=[row_id for row_id, queued in zip(pending, pipe.execute()) if not queued],
         never_delivered=sorted(run.campaign.ids(SENT) - by_row.keys()),
+        unhistoried=sorted(run.campaign.ids(SENT) - run.campaign.rows_with_history("sent")),
         stats=run.mock.stats(),
         repeats=sum(count - 1 for count in deliveries.values()),
         repeated=repeated,
@@ -103,6 +105,11 @@ def judge(run: "ChaosRun", found: Findings, codes: dict[str, int | None], elapse
             str(len(found.unqueued) + len(found.never_delivered)),
             f"pending with no job queued {len(found.unqueued)}, "
             f"marked sent but never delivered {len(found.never_delivered)}",
+        ),
+        (
+            "sent rows in the history",
+            str(found.counts[SENT] - len(found.unhistoried)),
+            f"{len(found.unhistoried)} without their 'sent' line",
         ),
         (
             "sends seen by the mock",
@@ -150,6 +157,11 @@ def judge(run: "ChaosRun", found: Findings, codes: dict[str, int | None], elapse
         fail(
             f"{len(found.never_delivered)} rows are marked sent but the endpoint never took them "
             f"(e.g. ids {found.never_delivered[:5]})"
+        )
+    if found.unhistoried:
+        fail(
+            f"{len(found.unhistoried)} rows are marked sent without a 'sent' line in delivery_attempts "
+            f"(e.g. ids {found.unhistoried[:5]})"
         )
     if found.unexplained:
         sample = ", ".join(
