@@ -103,6 +103,9 @@ class Consumer:
         self.leases = LeaseKeeper(queue, settings.lease_seconds)
         self.in_flight: dict[int, Job] = {}  # row id -> job, from claim until its send ends
         self.ended: list[tuple[Job, SendResult | None]] = []
+        # How many of `ended` are written to MySQL already, their Redis steps
+        # having failed: a retry writes only the rest (history lines once).
+        self.in_mysql = 0
         self.last_record = time.monotonic()
         self.stuck = False  # the last bookkeeping write failed (MySQL or Redis down)
         self.remembered: set[int] = set()  # rows whose 2xx is already written into Redis
@@ -295,10 +298,10 @@ class Consumer:
             del self.in_flight[job.row_id]
             self.ended.append((job, result))
 
-    def sort(self) -> Outcomes:
+    def sort(self, ended: list[tuple[Job, SendResult | None]]) -> Outcomes:
         """Decide what each ended send means for its row: sent, failed, retried or handed back."""
         out = Outcomes()
-        for job, result in self.ended:
+        for job, result in ended:
             attempt = job.attempts + 1
             if result is None:
                 out.moves.append((job.row_id, 0, None))
@@ -351,14 +354,17 @@ class Consumer:
     def record(self) -> None:
         """Write the outcomes of ended sends: MySQL first, then Redis.
 
-        Every step is safe to repeat, so after a MySQL or Redis error the same
-        outcomes are written again on the next cycle.
+        After a MySQL error the same outcomes are written again on the next
+        cycle; after a Redis error, only the Redis steps (each is safe to
+        repeat) and the MySQL write of sends that ended since.
         """
         if not self.ended:
             return
         self.stuck = True
-        out = self.sort()
-        self.write_outcomes(out)
+        out = self.sort(self.ended)
+        if self.in_mysql < len(self.ended):
+            self.write_outcomes(out if not self.in_mysql else self.sort(self.ended[self.in_mysql :]))
+            self.in_mysql = len(self.ended)
         self.mysql_away = False
         with self.leases.lock:
             # Moves are conditional on the lease Redis has; the lock keeps the
@@ -391,20 +397,27 @@ class Consumer:
         self.waiting.update(out.waits)
         self.remembered -= {job.row_id for job, _ in self.ended}
         self.ended = []
+        self.in_mysql = 0
         self.stuck = False
         self.last_record = time.monotonic()
 
     def write_outcomes(self, out: Outcomes) -> None:
-        """Rows sent and failed, and the history lines, in one MySQL
-        transaction. History lines MySQL refuses are dropped with a line;
-        the history must never hold up or lose a send."""
+        """Rows sent and failed, their reasons and the history lines, in one
+        MySQL transaction. When MySQL refuses something in it, the parts go
+        one by one (sends, history, failures), so a refused reason or history
+        line never costs a recorded send; refused history lines are dropped
+        with a line, a refused reason stops the consumer as before."""
         sent = [job.row_id for job in out.sent]
         try:
             try:
                 self.table.record(sent, out.failed, out.history)
-            except RowRejected as exc:
-                log.warning("dropped %d history lines MySQL refused: %s", len(out.history), exc)
-                self.table.record(sent, out.failed, [])
+            except RowRejected:
+                self.table.record(sent, [], [])
+                try:
+                    self.table.record([], [], out.history)
+                except RowRejected as exc:
+                    log.warning("dropped %d history lines MySQL refused: %s", len(out.history), exc)
+                self.table.record([], out.failed, [])
         except ServiceUnavailable:
             self.mysql_lost()
             raise

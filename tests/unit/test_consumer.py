@@ -10,7 +10,7 @@ from common.errors import ServiceUnavailable
 from common.process.consumer import Consumer
 from common.queue.jobs import Job, JobQueue, decode_job
 from common.settings import MySQLTarget, Partition, Settings
-from common.store.campaign import FAILED, PENDING, SENT, Row
+from common.store.campaign import FAILED, PENDING, SENT, Row, RowRejected
 
 
 class MemoryTable:
@@ -198,6 +198,47 @@ def test_every_attempt_goes_into_the_history(fake_redis):
     run_until_idle(consumer)
     assert [(a.attempt, a.outcome, a.http_status) for a in table.history] == [(1, "retry", 500), (2, "sent", 200)]
     assert table.history[1].message_id == "wamid.X" and table.history[1].latency_ms is not None
+    consumer.shutdown()
+
+
+def test_a_redis_error_after_the_mysql_write_does_not_write_the_history_again(fake_redis, monkeypatch):
+    sender = ScriptedSender(SendResult(Outcome.SENT, 200, message_id="wamid.X"))
+    consumer, table, queue = make_consumer(fake_redis, {1: "628100000001"}, sender)
+    finish = queue.finish
+    refusals = iter([ServiceUnavailable("Redis is unreachable")])
+
+    def finish_after_one_refusal(ids, outcome):
+        refusal = next(refusals, None)
+        if refusal and ids:
+            raise refusal
+        return finish(ids, outcome)
+
+    monkeypatch.setattr(queue, "finish", finish_after_one_refusal)
+    with pytest.raises(ServiceUnavailable):
+        run_until_idle(consumer)
+    assert table.status == {1: SENT} and fake_redis.exists("job:1") == 1  # MySQL written, Redis not yet
+    consumer.record()
+    assert fake_redis.exists("job:1") == 0
+    assert [(a.row_id, a.outcome, a.message_id) for a in table.history] == [(1, "sent", "wamid.X")]
+    consumer.shutdown()
+
+
+def test_a_failure_reason_mysql_refuses_never_costs_the_sends_of_its_batch(fake_redis):
+    sender = ScriptedSender(SendResult(Outcome.SENT, 200), SendResult(Outcome.FAILED, 400, "HTTP 400: bad"))
+    consumer, table, _ = make_consumer(fake_redis, {1: "628100000001", 3: "628100000003"}, sender)
+    write = table.record
+
+    def refusing_reasons(sent, failures, history):
+        if failures:
+            raise RowRejected("Incorrect string value")
+        write(sent, failures, history)
+
+    table.record = refusing_reasons
+    with pytest.raises(RowRejected):
+        run_until_idle(consumer)
+    assert table.status == {1: SENT, 3: PENDING}
+    assert [(a.row_id, a.outcome) for a in table.history] == [(1, "sent"), (3, "failed")]
+    table.record = write
     consumer.shutdown()
 
 
