@@ -86,7 +86,10 @@ CREATE TABLE IF NOT EXISTS delivery_receipts (
     campaign_table VARCHAR(64) NULL,
     row_id BIGINT UNSIGNED NULL,
     UNIQUE KEY one_event (message_id, status),
-    KEY row_receipts (campaign_table, row_id)
+    KEY row_receipts (campaign_table, row_id),
+    -- Receipts not yet tied to a row, by when they came: the matching looks
+    -- at recent ones only, however many for other systems' messages pile up.
+    KEY unmatched (row_id, received_at)
 );
 
 -- Each sent message's furthest news: sent < delivered < read, and failed is

@@ -21,6 +21,7 @@ RECEIPT_TABLE = "delivery_receipts"
 STATE_TABLE = "message_states"
 OPT_OUT_TABLE = "opt_outs"
 MATCH_WITHIN_HOURS = 72  # a receipt still unmatched after this is not for a message of ours
+TIE_BATCH = 500  # receipts or states tied to their rows per UPDATE
 OPTED_OUT = "opted out"
 FUNNEL_KEYS = ("delivered", "read", "failed_after_acceptance", "opted_out")
 LATENCY_SAMPLE = 10_000  # delivered messages the send-to-delivered percentiles are taken over
@@ -49,18 +50,22 @@ class ReceiptStore:
 
     def create_tables(self, *tables: str) -> None:
         """Databases set up before receipts existed get their tables here (all
-        of them, and the index receipts are matched by, when none are named)."""
+        of them, and the indexes receipts are matched by, when none are named)."""
         for statement in schema.creating(tables or (RECEIPT_TABLE, STATE_TABLE, OPT_OUT_TABLE)):
             self._execute(statement)
         if tables:
             return
-        indexed = self._execute(
-            "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE()"
-            " AND table_name = %s AND column_name = 'message_id' AND seq_in_index = 1",
-            (HISTORY_TABLE,),
-        )
-        if not indexed:
-            self._execute(f"ALTER TABLE {HISTORY_TABLE} ADD KEY by_message (message_id)")
+        for table, name, first_column, columns in (
+            (HISTORY_TABLE, "by_message", "message_id", "message_id"),
+            (RECEIPT_TABLE, "unmatched", "row_id", "row_id, received_at"),
+        ):
+            indexed = self._execute(
+                "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE()"
+                " AND table_name = %s AND column_name = %s AND seq_in_index = 1",
+                (table, first_column),
+            )
+            if not indexed:
+                self._execute(f"ALTER TABLE {table} ADD KEY {name} ({columns})")
 
     def add(self, gateway: str, receipts: list[Receipt]) -> None:
         """Keep a batch of receipts and raise each message's status."""
@@ -109,26 +114,49 @@ class ReceiptStore:
         consumers recorded, for those that came or changed in the last
         `within_minutes`. Returns the messages newly matched.
 
-        One transaction, so no reader sees a state tied to its row and its
-        receipts not yet; receipts before states, the order `add` locks them
-        in, so a match and another process's `add` never deadlock. Receipts
-        join the send history themselves: a late one (read, after its
-        message was matched) is tied too."""
+        The pairs are found by plain reads, which lock nothing: a locking
+        join would hold gaps of the send history's message-id index that a
+        consumer's record transaction inserts into, and InnoDB would end one
+        of them as a deadlock. They are tied by key in one transaction, so no
+        reader sees a state tied to its row and its receipts not yet;
+        receipts first, the order `add` locks them in. Receipts join the
+        history themselves: a late one (read, after its message was matched)
+        is tied too."""
+        receipts = self._execute(
+            f"SELECT r.id, a.campaign_table, a.row_id FROM {RECEIPT_TABLE} r"
+            f" JOIN {HISTORY_TABLE} a ON a.message_id = r.message_id AND a.outcome = 'sent'"
+            " WHERE r.row_id IS NULL AND r.received_at > NOW() - INTERVAL %s MINUTE",
+            (within_minutes,),
+        )
+        states = self._execute(
+            f"SELECT s.message_id, a.campaign_table, a.row_id FROM {STATE_TABLE} s"
+            f" JOIN {HISTORY_TABLE} a ON a.message_id = s.message_id AND a.outcome = 'sent'"
+            " WHERE s.row_id IS NULL AND s.updated_at > NOW() - INTERVAL %s MINUTE",
+            (within_minutes,),
+        )
+        if not (receipts or states):
+            return 0
         with self.table.transaction():
-            self._execute(
-                f"UPDATE {RECEIPT_TABLE} r JOIN {HISTORY_TABLE} a ON a.message_id = r.message_id AND a.outcome = 'sent'"
-                " SET r.campaign_table = a.campaign_table, r.row_id = a.row_id"
-                " WHERE r.campaign_table IS NULL AND r.row_id IS NULL"
-                " AND r.received_at > NOW() - INTERVAL %s MINUTE",
-                (within_minutes,),
-            )
-            return self._execute(
-                f"UPDATE {STATE_TABLE} s JOIN {HISTORY_TABLE} a ON a.message_id = s.message_id AND a.outcome = 'sent'"
-                " SET s.campaign_table = a.campaign_table, s.row_id = a.row_id"
-                " WHERE s.row_id IS NULL AND s.updated_at > NOW() - INTERVAL %s MINUTE",
-                (within_minutes,),
+            self._tie(RECEIPT_TABLE, "id", receipts)
+            return self._tie(STATE_TABLE, "message_id", states)
+
+    def _tie(self, table: str, key: str, found) -> int:
+        """Set the campaign table and row of each (key, table, row id) found,
+        where none is set yet; returns how many rows changed."""
+        changed = 0
+        for first in range(0, len(found), TIE_BATCH):
+            batch = found[first : first + TIE_BATCH]
+            cases = " ".join(["WHEN %s THEN %s"] * len(batch))
+            args = [value for k, t, _ in batch for value in (k, t)]
+            args += [value for k, _, row_id in batch for value in (k, row_id)]
+            args += [k for k, _, _ in batch]
+            changed += self._execute(
+                f"UPDATE {table} SET campaign_table = CASE {key} {cases} END, row_id = CASE {key} {cases} END"
+                f" WHERE {key} IN ({', '.join(['%s'] * len(batch))}) AND row_id IS NULL",
+                args,
                 count=True,
             )
+        return changed
 
     # Opt-outs
 

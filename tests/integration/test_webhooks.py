@@ -304,6 +304,56 @@ def test_the_frequent_match_looks_at_recent_states_and_the_full_one_at_all(campa
     assert campaign.query("SELECT row_id FROM message_states") == ((7,),)
 
 
+def test_the_frequent_match_reads_recent_unmatched_receipts_only(campaign, table_for, settings_for):
+    """Receipts for other systems' messages never match and pile up: the
+    look every 2 s must not read them all (20,000 here, two days old), nor
+    every send of ours (20,000 more)."""
+    table = table_for(settings_for())
+    store = ReceiptStore(table)
+    foreign = "('meta', 'wamid.FOREIGN{}', 'delivered', NOW() - INTERVAL 2 DAY)"
+    sent = "('campaign_master_1', {0}, 1, 'sent', 200, 'wamid.SENT{0}')"  # and as many sends of ours
+    with campaign.connection.cursor() as cursor:
+        for first in range(0, 20_000, 5_000):
+            values = ", ".join(foreign.format(n) for n in range(first, first + 5_000))
+            cursor.execute(f"INSERT INTO delivery_receipts (gateway, message_id, status, received_at) VALUES {values}")
+            values = ", ".join(sent.format(n) for n in range(first + 100, first + 5_100))
+            cursor.execute(
+                "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, http_status, message_id)"
+                f" VALUES {values}"
+            )
+        cursor.execute("ANALYZE TABLE delivery_receipts, delivery_attempts")
+    campaign.query("INSERT INTO delivery_receipts (gateway, message_id, status) VALUES ('meta', 'wamid.OURS', 'read')")
+    campaign.query(
+        "INSERT INTO delivery_attempts (campaign_table, row_id, attempt, outcome, http_status, message_id)"
+        " VALUES ('campaign_master_1', 9, 1, 'sent', 200, 'wamid.OURS')"
+    )
+
+    def entries_read() -> int:
+        status = dict(table._execute("SHOW SESSION STATUS LIKE 'Handler_read%%'"))
+        return sum(int(value) for name, value in status.items() if name != "Handler_read_rnd_deleted")
+
+    before = entries_read()
+    store.match(15)
+    assert entries_read() - before < 1_000
+    tied = "SELECT message_id, campaign_table, row_id FROM delivery_receipts WHERE row_id IS NOT NULL"
+    assert campaign.query(tied) == (("wamid.OURS", "campaign_master_1", 9),)
+
+
+def test_a_database_from_before_gets_the_indexes_receipts_are_matched_by(campaign, table_for, settings_for):
+    campaign.query("ALTER TABLE delivery_receipts DROP INDEX unmatched")
+    campaign.query("ALTER TABLE delivery_attempts DROP INDEX by_message")
+    ReceiptStore(table_for(settings_for())).create_tables()
+    indexes = campaign.query(
+        "SELECT table_name, index_name, GROUP_CONCAT(column_name ORDER BY seq_in_index)"
+        " FROM information_schema.statistics WHERE table_schema = DATABASE()"
+        " AND index_name IN ('unmatched', 'by_message') GROUP BY table_name, index_name"
+    )
+    assert set(indexes) >= {
+        ("delivery_receipts", "unmatched", "row_id,received_at"),
+        ("delivery_attempts", "by_message", "message_id"),
+    }
+
+
 def test_prometheus_counts_receipts_by_status_and_refusals(web, campaign):
     body = body_of("meta_statuses")
     assert post(web, "meta", body, {}).status_code == 401
