@@ -77,18 +77,16 @@ def render(view: dict) -> Group:
         ProgressBar(total=max(view["rows"], 1), completed=total["sent"] + total["failed"], width=60),
         f"{view['done_percent']:.1f} %",
     )
-    rows = view["partitions"] + [{**total, "partition": "total", "paused": view["paused"]}]
-    counts = [[f"{p[k]:,}" for k in PARTITION_COUNTS] for p in rows]
-    # One space between columns, and a count is never cut: a narrow terminal
-    # wraps the partition's "(paused)" instead (8 seven-digit columns fit 80).
+    # One space between columns, and a count is never cut short: a narrow
+    # terminal wraps the partition's "(paused)" first (seven-digit counts fit
+    # 80 columns), then folds a count's last digits onto the next line.
     parts = Table(title="Partitions", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
     parts.add_column("partition", min_width=len("total"))
     # later: due later, scheduled or waiting for a retry (the lines under the table say when)
-    for i, name in enumerate(("pending", "due now", "sending", "later", "sent", "failed", "sent/min")):
-        widest = max(len(name), *(len(row[i]) for row in counts))
-        parts.add_column(name, justify="right", no_wrap=True, min_width=widest)
-    for p, figures in zip(rows, counts):
-        parts.add_row(p["partition"] + (" (paused)" if p["paused"] else ""), *figures)
+    for name in ("pending", "due now", "sending", "later", "sent", "failed", "sent/min"):
+        parts.add_column(name, justify="right", overflow="fold")
+    for p in view["partitions"] + [{**total, "partition": "total", "paused": view["paused"]}]:
+        parts.add_row(p["partition"] + (" (paused)" if p["paused"] else ""), *(f"{p[k]:,}" for k in PARTITION_COUNTS))
     due_later = [line for line in map(due_later_line, view["partitions"]) if line]
     procs = Table(
         "role",

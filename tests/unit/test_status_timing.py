@@ -185,9 +185,9 @@ def test_the_eta_covers_the_rows_due_now_and_waits_for_the_last_one_due_later(
     assert eta_seconds({"pending": pending, "due_later": due_later}, partitions, rate, now_ms) == eta
 
 
-def test_seven_digit_counts_are_shown_whole_on_an_80_column_terminal():
-    counts = {"pending": 1_234_567, "queued": 1_234_567, "in_flight": 500, "due_later": 1_234_567}
-    counts |= {"sent": 1_234_567, "failed": 1_234_567, "sent_last_minute": 123_456, "retries": 0, "reclaims": 0}
+def big_counts_view(count: int) -> dict:
+    counts = {"pending": count, "queued": count, "in_flight": 500, "due_later": count}
+    counts |= {"sent": count, "failed": count, "sent_last_minute": 123_456, "retries": 0, "reclaims": 0}
     partitions = [
         {**counts, "partition": f"{k}/2", "paused": k == 1, "next_due_ms": None, "next_due_in_seconds": None}
         for k in (0, 1)
@@ -206,8 +206,12 @@ def test_seven_digit_counts_are_shown_whole_on_an_80_column_terminal():
         "senders": [],
         "failure_reasons": [],
     }
+    return view
+
+
+def test_seven_digit_counts_are_shown_whole_on_an_80_column_terminal():
     console = Console(width=80, record=True)
-    console.print(render(view))
+    console.print(render(big_counts_view(1_234_567)))
     lines = console.export_text().splitlines()
     assert max(map(len, lines)) <= 80
     assert "…" not in console.export_text()
@@ -215,3 +219,11 @@ def test_seven_digit_counts_are_shown_whole_on_an_80_column_terminal():
     doubled = "2,469,134"
     assert total.split() == ["total", doubled, doubled, "1,000", doubled, doubled, doubled, "246,912"]
     assert any(line.split() == ["(paused)"] for line in lines)  # the label wraps, the figures stay whole
+
+
+def test_eight_digit_counts_fold_rather_than_lose_digits_on_an_80_column_terminal():
+    console = Console(width=80, record=True)
+    console.print(render(big_counts_view(12_345_678)))
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    assert text.count("12,345,67") == 10  # each figure whole, or folded before its last digit
