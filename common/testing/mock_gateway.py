@@ -359,6 +359,7 @@ class ReceiptPoster:
         self._changed = threading.Condition()
         self._stopping = False
         self._halt = threading.Event()  # ends retry waits at stop()
+        self._epoch = 0  # raised by clear(): posts taken before it count no more, nor retry
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -396,6 +397,7 @@ class ReceiptPoster:
         with self._changed:
             self._heap.clear()
             self._clear_counts()
+            self._epoch += 1
 
     def schedule(self, due: float, dialect, url: str, secret: str | None, retries: int, event) -> None:
         with self._changed:
@@ -428,6 +430,7 @@ class ReceiptPoster:
                 while self._heap and self._heap[0][0] <= now and len(due) < RECEIPT_BATCH:
                     due.append(heapq.heappop(self._heap))
                 self._in_hand += len(due)
+                epoch = self._epoch
             groups: dict = {}
             for _, _, dialect, url, secret, retries, event in due:
                 groups.setdefault((dialect, url, secret, retries), []).append(event)
@@ -439,15 +442,15 @@ class ReceiptPoster:
                     logger.exception("could not write %s webhooks", dialect.name)
                     bodies = []
                 written = sum(count for _, count in bodies)
-                self._settle(len(events) - written, posted=0)  # events with no webhook (gowa's failures)
+                self._settle(epoch, len(events) - written, posted=0)  # events with no webhook (gowa's failures)
                 for body, count in bodies:
                     assert pool is not None
                     try:
-                        pool.submit(self._post, dialect, url, secret, retries, body, count)
+                        pool.submit(self._post, epoch, dialect, url, secret, retries, body, count)
                     except RuntimeError:  # shut down meanwhile
-                        self._settle(count, posted=0)
+                        self._settle(epoch, count, posted=0)
 
-    def _post(self, dialect, url, secret, retries, body, count):
+    def _post(self, epoch, dialect, url, secret, retries, body, count):
         """Post one webhook body; again after a refusal, up to `retries` times."""
         session = getattr(self._local, "session", None)
         if session is None:
@@ -464,12 +467,14 @@ class ReceiptPoster:
             except requests.RequestException as exc:
                 logger.debug("%s webhook to %s failed: %s", dialect.name, url, exc)
                 ok = False
-            if ok or posts > retries or self._halt.wait(RECEIPT_RETRY_WAIT * 2 ** (posts - 1)):
+            if ok or posts > retries or self._halt.wait(RECEIPT_RETRY_WAIT * 2 ** (posts - 1)) or epoch != self._epoch:
                 break
-        self._settle(count, posted=count if ok else 0, failed=0 if ok else count, posts=posts)
+        self._settle(epoch, count, posted=count if ok else 0, failed=0 if ok else count, posts=posts)
 
-    def _settle(self, taken, posted, failed=0, posts=0):
+    def _settle(self, epoch, taken, posted, failed=0, posts=0):
         with self._changed:
+            if epoch != self._epoch:
+                return  # cleared since it was taken
             self._in_hand = max(0, self._in_hand - taken)
             self._posted += posted
             self._failed += failed

@@ -475,6 +475,18 @@ def test_a_refused_receipt_post_is_posted_again_until_taken(mock):
     assert (stats["receipts_posted"], stats["receipts_failed"], stats["receipt_posts"]) == (1, 0, 3)
 
 
+def test_a_reset_stops_the_retries_of_earlier_webhooks_and_their_counts(mock):
+    with Receiver(status=503) as refusing:
+        mock.configure(receipts_url=refusing.url, delivered_after=0, read_share=0, receipt_retries=3)
+        assert send(mock).status_code == 200
+        wait_for_stats(mock, lambda _: len(refusing.posts) == 1)
+        mock.reset()
+        time.sleep(1.0)  # past the first retry's 0.5 s
+        assert len(refusing.posts) == 1
+    stats = mock.stats()
+    assert (stats["receipts_posted"], stats["receipts_failed"], stats["receipt_posts"]) == (0, 0, 0)
+
+
 def test_failed_receipt_posts_are_counted_and_never_break_sends(mock):
     with Receiver(status=503) as refusing:
         mock.configure(receipts_url=refusing.url, delivered_after=0, read_share=0, receipt_retries=1)
