@@ -43,8 +43,9 @@ EXPIRED = "expired"  # unsent at the end of its validity (VALID_FOR): not sent l
 
 
 def accepted(job: Job, result: SendResult) -> Job:
-    """The job of a send the endpoint accepted, as kept in Redis while MySQL is away."""
-    return dataclasses.replace(job, sent=True, message_id=result.message_id, sender=result.sender)
+    """The job of a send the endpoint accepted, with what its history line
+    needs, for JobQueue.remember_sent to keep in Redis while MySQL is away."""
+    return dataclasses.replace(job, message_id=result.message_id, sender=result.sender)
 
 
 def with_row_params(job: Job, row: Row) -> Job:

@@ -65,11 +65,12 @@ def tally(run: "ChaosRun") -> Findings:
     for row_id, count in repeated.items():
         explained.update(run.windows.explain(row_id, count))
     consumer_kills = [kill for kill in run.kills if kill.exposed is not None]
+    sent = run.campaign.ids(SENT)
     return Findings(
         counts=run.campaign.counts(),
         unqueued=[row_id for row_id, queued in zip(pending, pipe.execute()) if not queued],
-        never_delivered=sorted(run.campaign.ids(SENT) - by_row.keys()),
-        unhistoried=sorted(run.campaign.ids(SENT) - run.campaign.rows_with_history("sent")),
+        never_delivered=sorted(sent - by_row.keys()),
+        unhistoried=sorted(sent - run.campaign.rows_with_history("sent")),
         stats=run.mock.stats(),
         repeats=sum(count - 1 for count in deliveries.values()),
         repeated=repeated,
